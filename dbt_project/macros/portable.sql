@@ -1,0 +1,59 @@
+{# Engine-specific SQL lives here, behind adapter.dispatch, so the models stay standard
+   SQL. A shop that outgrows one machine adds e.g. spark__ or trino__ versions of these
+   macros and runs the same models on that target. #}
+
+{# Parse a text timestamp to a UTC timestamp. ISO-8601 with an offset or "Z" is taken
+   as is; a timestamp without a zone is read in the source's time zone `tz`. NULL when
+   unparseable. #}
+{% macro parse_utc_timestamp(column, tz) -%}
+  {{ return(adapter.dispatch('parse_utc_timestamp', 'recs_pipeline')(column, tz)) }}
+{%- endmacro %}
+
+{% macro default__parse_utc_timestamp(column, tz) -%}
+  cast({{ column }} as {{ dbt.type_timestamp() }})
+{%- endmacro %}
+
+{% macro duckdb__parse_utc_timestamp(column, tz) -%}
+  case
+    when regexp_matches(trim({{ column }}), '(Z|[+-]\d{2}(:?\d{2})?)$')
+      then timezone('UTC', try_cast(trim({{ column }}) as timestamptz))
+    else timezone('UTC', timezone('{{ tz }}', try_cast(trim({{ column }}) as timestamp)))
+  end
+{%- endmacro %}
+
+{# True when a text value is a plain decimal number. #}
+{% macro is_number(column) -%}
+  {{ return(adapter.dispatch('is_number', 'recs_pipeline')(column)) }}
+{%- endmacro %}
+
+{% macro default__is_number(column) -%}
+  ({{ dbt.safe_cast(column, dbt.type_float()) }} is not null)
+{%- endmacro %}
+
+{% macro duckdb__is_number(column) -%}
+  (regexp_full_match(trim({{ column }}), '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
+   and isfinite(try_cast(trim({{ column }}) as double)))
+{%- endmacro %}
+
+{# One row per (key, lower-case word of 3+ letters) of a text column. #}
+{% macro text_words(relation_sql, key, text_column) -%}
+  {{ return(adapter.dispatch('text_words', 'recs_pipeline')(relation_sql, key, text_column)) }}
+{%- endmacro %}
+
+{% macro duckdb__text_words(relation_sql, key, text_column) -%}
+  select distinct {{ key }}, word
+  from (
+    select {{ key }}, unnest(regexp_extract_all(lower({{ text_column }}), '[a-z]{3,}')) as word
+    from {{ relation_sql }}
+  ) w
+{%- endmacro %}
+
+{# The CASE expression giving an event's interaction weight from var('event_weights'). #}
+{% macro event_weight(event_type, rating) -%}
+  case {{ event_type }}
+  {%- for name, weight in var('event_weights').items() %}
+    when '{{ name }}' then {{ weight }}{% if name == 'rating' %} * coalesce({{ rating }}, 0){% endif %}
+  {%- endfor %}
+    else 0
+  end
+{%- endmacro %}

@@ -1,0 +1,7 @@
+{# A generic test: the combination of `columns` is unique (dbt core has only single-column unique). #}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(', ') }}, count(*) as n
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endtest %}

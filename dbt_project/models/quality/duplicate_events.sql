@@ -1,0 +1,15 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='partition_date',
+    tags=['daily'],
+) }}
+{#- Exact repeats of a valid event in the same day's file: dropped from stg_events, kept
+    here so that nothing disappears (first_source_line is the copy that was kept). -#}
+
+select partition_date, source_file, source_line, first_source_line, user_id, item_id, event_type, event_ts
+from {{ ref('int_events_validated') }}
+where is_duplicate
+{% if is_incremental() %}
+  and partition_date between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
+{% endif %}

@@ -1,0 +1,27 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='partition_date',
+    tags=['daily'],
+) }}
+{#- Every raw event row that failed validation, with the rule it broke and where it came from. -#}
+
+select
+    partition_date,
+    source_file,
+    source_line,
+    reject_reason,
+    parse_error,
+    user_id,
+    item_id,
+    event_type,
+    event_ts_text as event_ts,
+    quantity_text as quantity,
+    price_text as price,
+    session_id,
+    raw_line
+from {{ ref('int_events_validated') }}
+where reject_reason is not null
+{% if is_incremental() %}
+  and partition_date between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
+{% endif %}

@@ -1,0 +1,51 @@
+"""The Dagster definitions, built by one function from the settings.
+
+``dagster dev -m recs_pipeline.definitions`` loads ``defs``; tests call ``build_defs``
+with their own settings (a temporary warehouse and landing zone).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from recs_pipeline.defs.ingest import build_ingest_assets
+from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor
+from recs_pipeline.defs.partitions import build_daily_partitions
+from recs_pipeline.defs.quality import build_quality_checks
+from recs_pipeline.defs.transform import build_transform_assets
+from recs_pipeline.resources import build_resources, dbt_project
+from recs_pipeline.settings import Settings, load_settings
+from recs_pipeline.sources.adapters import build_source
+
+
+def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.DailyPartitionsDefinition]:
+    partitions = build_daily_partitions(settings, build_source(settings))
+    assets = [
+        *build_ingest_assets(partitions),
+        *build_transform_assets(settings, dbt_project(settings), partitions),
+    ]
+    return assets, partitions
+
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    assets, partitions = build_assets(settings)
+    jobs = build_jobs(partitions)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=build_quality_checks(),
+        jobs=list(jobs.values()),
+        schedules=[build_schedule(settings, jobs["nightly_job"])],
+        sensors=[build_sensor(jobs["nightly_job"])],
+        resources=build_resources(settings),
+        # The warehouse is one DuckDB file with a single writer: steps of a run execute
+        # one after another in one process (DuckDB itself uses every core inside a step).
+        # Concurrent runs are serialised by the `duckdb` pool (dagster.yaml) and by
+        # waiting on the file lock (recs_pipeline.warehouse).
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_defs()

@@ -1,0 +1,183 @@
+"""Data-quality gates between stages: great-expectations suites as blocking asset checks.
+
+Each check validates (a) a deterministic sample of the table with great-expectations
+and (b) exact violation counts computed in SQL over the whole table, also validated
+with great-expectations (each count must be 0). A failing blocking check stops every
+downstream asset in the run; its metadata lists the failed expectations and row counts.
+"""
+
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.quality.expectations import ValidationSummary, expect, validate_frame
+from recs_pipeline.resources import WarehouseResource
+from recs_pipeline.sources.base import CANONICAL_EVENT_TYPES
+
+SAMPLE_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class TableSuite:
+    """What one check validates: a sample query with expectations, and exact counts."""
+
+    name: str
+    table: str
+    sample_sql: str
+    expectations: list = field(default_factory=list)
+    # name -> SQL returning one number that must be 0 over the whole table
+    violation_counts: dict[str, str] = field(default_factory=dict)
+
+
+def run_suite(warehouse: WarehouseResource, suite: TableSuite) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as con:
+        sample = con.execute(suite.sample_sql).df()
+        counts = {k: int(con.execute(sql).fetchall()[0][0] or 0) for k, sql in suite.violation_counts.items()}
+    summaries: list[ValidationSummary] = []
+    if suite.expectations:
+        summaries.append(validate_frame(sample, f"{suite.name}_sample", suite.expectations))
+    if counts:
+        counts_frame = pd.DataFrame([counts])
+        summaries.append(
+            validate_frame(
+                counts_frame,
+                f"{suite.name}_exact",
+                [expect("ExpectColumnValuesToBeBetween", column=c, min_value=0, max_value=0) for c in counts],
+            )
+        )
+    failed = [o for s in summaries for o in s.failed]
+    table_md = "\n\n".join(s.markdown() for s in summaries)
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            "all expectations passed"
+            if not failed
+            else "failed: " + "; ".join(f"{o.expectation}({o.column})" for o in failed)
+        ),
+        metadata={
+            "rows_sampled": len(sample),
+            "failed_expectations": len(failed),
+            **{f"violations/{k}": v for k, v in counts.items()},
+            "expectations": dg.MetadataValue.md(table_md),
+        },
+    )
+
+
+def _sample(table: str, where: str = "") -> str:
+    # Reservoir sampling with a fixed seed: the same table gives the same sample.
+    filter_sql = f"WHERE {where}" if where else ""
+    return f"SELECT * FROM {table} {filter_sql} USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (42)"
+
+
+SUITES = {
+    ("raw", "events"): TableSuite(
+        name="raw_events_have_lineage",
+        table="raw.events",
+        sample_sql=_sample("raw.events"),
+        expectations=[
+            expect("ExpectColumnValuesToNotBeNull", column="source_file"),
+            expect("ExpectColumnValuesToNotBeNull", column="source_line"),
+            expect("ExpectColumnValuesToBeBetween", column="source_line", min_value=1),
+            expect("ExpectColumnValuesToNotBeNull", column="partition_date"),
+        ],
+        violation_counts={
+            "rows_without_lineage": "SELECT count(*) FROM raw.events WHERE source_file IS NULL OR source_line IS NULL",
+            "lines_loaded_twice": "SELECT count(*) - count(DISTINCT (partition_date, source_file, source_line)) FROM raw.events",
+        },
+    ),
+    ("staging", "stg_events"): TableSuite(
+        name="stg_events_are_valid",
+        table="staging.stg_events",
+        sample_sql=_sample("staging.stg_events"),
+        expectations=[
+            expect("ExpectColumnValuesToNotBeNull", column="event_id"),
+            expect("ExpectColumnValuesToBeInSet", column="event_type", value_set=list(CANONICAL_EVENT_TYPES)),
+            expect("ExpectColumnValuesToNotBeNull", column="event_ts"),
+            expect("ExpectColumnValuesToBeBetween", column="price", min_value=0),
+            expect("ExpectColumnValuesToBeBetween", column="quantity", min_value=1),
+        ],
+        violation_counts={
+            "known_user_events_without_user": "SELECT count(*) FROM staging.stg_events WHERE NOT is_anonymous AND user_id IS NULL",
+            "non_search_events_without_item": "SELECT count(*) FROM staging.stg_events WHERE item_id IS NULL AND event_type <> 'search'",
+            "negative_prices": "SELECT count(*) FROM staging.stg_events WHERE price < 0",
+            "events_after_their_day": "SELECT count(*) FROM staging.stg_events WHERE event_ts >= partition_date + INTERVAL 2 DAY",
+            "duplicate_event_ids": "SELECT count(*) - count(DISTINCT event_id) FROM staging.stg_events",
+        },
+    ),
+    ("quality", "event_reconciliation"): TableSuite(
+        name="raw_rows_reconcile",
+        table="quality.event_reconciliation",
+        sample_sql="SELECT *, clean_rows + quarantined_rows + duplicate_rows AS accounted_rows FROM quality.event_reconciliation",
+        expectations=[
+            expect("ExpectColumnPairValuesToBeEqual", column_A="raw_rows", column_B="accounted_rows"),
+        ],
+        violation_counts={
+            "raw_days_not_reconciled": "SELECT count(*) FROM (SELECT DISTINCT partition_date FROM raw.events) r "
+            "WHERE partition_date NOT IN (SELECT partition_date FROM quality.event_reconciliation)",
+        },
+    ),
+    ("features", "interactions"): TableSuite(
+        name="interactions_reference_known_users_and_items",
+        table="features.interactions",
+        sample_sql=_sample("features.interactions"),
+        expectations=[
+            expect("ExpectColumnValuesToNotBeNull", column="user_id"),
+            expect("ExpectColumnValuesToNotBeNull", column="item_id"),
+            expect("ExpectColumnValuesToBeBetween", column="weight", min_value=0, strict_min=True),
+            expect("ExpectCompoundColumnsToBeUnique", column_list=["user_id", "item_id"]),
+        ],
+        violation_counts={
+            "unknown_users": "SELECT count(*) FROM features.interactions WHERE user_id NOT IN (SELECT user_id FROM features.user_features)",
+            "unknown_items": "SELECT count(*) FROM features.interactions WHERE item_id NOT IN (SELECT item_id FROM features.item_features)",
+            "non_positive_weights": "SELECT count(*) FROM features.interactions WHERE NOT weight > 0",
+        },
+    ),
+    ("features", "item_features"): TableSuite(
+        name="item_features_are_complete",
+        table="features.item_features",
+        sample_sql=_sample("features.item_features"),
+        expectations=[
+            expect("ExpectColumnValuesToNotBeNull", column="item_id"),
+            expect("ExpectColumnValuesToBeUnique", column="item_id"),
+            expect("ExpectColumnValuesToBeBetween", column="price", min_value=0),
+            expect("ExpectColumnValuesToBeBetween", column="price_band", min_value=1, max_value=5),
+        ],
+        violation_counts={
+            "duplicate_items": "SELECT count(*) - count(DISTINCT item_id) FROM features.item_features",
+        },
+    ),
+    ("features", "user_features"): TableSuite(
+        name="user_features_are_complete",
+        table="features.user_features",
+        sample_sql=_sample("features.user_features"),
+        expectations=[
+            expect("ExpectColumnValuesToNotBeNull", column="user_id"),
+            expect("ExpectColumnValuesToBeUnique", column="user_id"),
+            expect("ExpectColumnValuesToBeBetween", column="n_events", min_value=0),
+        ],
+        violation_counts={
+            "duplicate_users": "SELECT count(*) - count(DISTINCT user_id) FROM features.user_features",
+        },
+    ),
+}
+
+
+def _make_check(key: tuple[str, ...], suite: TableSuite) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(list(key)),
+        name=suite.name,
+        blocking=True,
+        pool="duckdb",
+        description=f"great-expectations suite on {suite.table}: a sample plus exact violation counts.",
+    )
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        return run_suite(warehouse, suite)
+
+    return _check
+
+
+def build_quality_checks() -> list[dg.AssetChecksDefinition]:
+    return [_make_check(key, suite) for key, suite in SUITES.items()]

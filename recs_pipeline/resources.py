@@ -1,0 +1,98 @@
+"""Dagster resources: every external thing the pipeline touches, configured in one place
+(``build_resources``) from the settings."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_dbt import DbtCliResource, DbtProject
+
+from recs_pipeline.settings import DBT_PROJECT_DIR, Settings, SourceSettings, load_settings
+from recs_pipeline.sources.adapters import build_source
+from recs_pipeline.sources.base import Source
+from recs_pipeline.warehouse import connection
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file. Connections are short-lived (see recs_pipeline.warehouse)."""
+
+    path: str
+    lock_timeout_s: float = 600.0
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connection(self.path, read_only=read_only, lock_timeout_s=self.lock_timeout_s) as con:
+            yield con
+
+
+class ShopSourceResource(dg.ConfigurableResource):
+    """Where the shop's files come from. ``config_file`` (RECS_CONFIG) carries the column
+    mapping of a generic source; the other fields are the common settings."""
+
+    kind: str = "synthetic"
+    path: str
+    timezone: str = "UTC"
+    anonymous_events: str = "quarantine"
+    config_file: str = ""
+
+    def source(self) -> Source:
+        env = {"RECS_CONFIG": self.config_file} if self.config_file else {}
+        settings = load_settings(env)
+        cfg = SourceSettings(
+            **{
+                **settings.source.__dict__,
+                "kind": self.kind,
+                "path": self.path,
+                "timezone": self.timezone,
+                "anonymous_events": self.anonymous_events,
+            }
+        )
+        return build_source(settings.with_overrides(source=cfg))
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """Folder of versioned model artefacts: ``<path>/<version>/`` plus a ``serving`` pointer."""
+
+    path: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path)
+
+
+def dbt_project(settings: Settings) -> DbtProject:
+    """The dbt project; its manifest is (re)built with ``dbt parse`` when missing."""
+    settings.export_env()
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    if not project.manifest_path.exists():
+        project.preparer.prepare(project)
+    return project
+
+
+def dbt_executable() -> str:
+    """dbt from this interpreter's environment, so a venv works without being activated."""
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    settings.export_env()
+    return {
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "shop_source": ShopSourceResource(
+            kind=settings.source.kind,
+            path=str(build_source(settings).root),
+            timezone=settings.source.timezone,
+            anonymous_events=settings.source.anonymous_events,
+            config_file=settings.config_file,
+        ),
+        "model_store": ModelStoreResource(path=str(settings.model_dir)),
+        "dbt": DbtCliResource(
+            project_dir=dbt_project(settings), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()
+        ),
+    }

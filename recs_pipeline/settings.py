@@ -1,0 +1,172 @@
+"""Every setting of the pipeline, read in one place.
+
+Precedence (highest first): environment variables, the TOML file named by
+``RECS_CONFIG``, the defaults below. Settings are read when definitions are
+built (never at import time), so tests can point the pipeline at a temporary
+directory by setting environment variables first.
+
+Paths are made absolute here: dbt runs in its own working directory, and a
+relative DuckDB path would silently create a second warehouse there.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+
+SOURCE_KINDS = ("synthetic", "online_retail", "movielens", "generic")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where the shop's files come from and how to read them."""
+
+    kind: str = "synthetic"
+    # Folder (or file, for MovieLens) holding the source files. Empty means the
+    # default for the kind: the landing zone for the synthetic shop, ../shared/data
+    # for the public data sets.
+    path: str = ""
+    # Time zone of timestamps that carry no offset (Online Retail invoices are UK time).
+    timezone: str = "UTC"
+    # Events without a user id: "quarantine" (a defect) or "anonymous" (kept for
+    # item popularity but never trained on, e.g. guest checkouts).
+    anonymous_events: str = "quarantine"
+    # Generic source only: file patterns and column mapping (canonical -> source).
+    events_glob: str = "events/*.csv"
+    items_file: str = "items/items.csv"
+    users_file: str = "users/users.csv"
+    date_from_filename: str = r"(\d{4}-\d{2}-\d{2})"
+    file_format: str = "csv"
+    delimiter: str = ","
+    event_columns: dict[str, str] = field(default_factory=dict)
+    item_columns: dict[str, str] = field(default_factory=dict)
+    user_columns: dict[str, str] = field(default_factory=dict)
+    event_type_values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    warehouse_path: Path
+    landing_dir: Path
+    model_dir: Path
+    source: SourceSettings
+    config_file: str = ""  # the TOML file the settings came from (RECS_CONFIG), if any
+    # First day of the daily partitions (None: taken from the source's first file).
+    partitions_start: date | None = None
+    # Nightly schedule.
+    schedule_cron: str = "0 3 * * *"
+    schedule_timezone: str = "UTC"
+    # Synthetic shop generator.
+    synthetic_seed: int = 42
+    synthetic_days: int = 60
+    synthetic_scale: float = 1.0
+    # Interaction weights and decay, passed to dbt as vars.
+    event_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "view": 1.0,
+            "click": 2.0,
+            "add_to_cart": 3.0,
+            "purchase": 5.0,
+            "rating": 1.0,  # multiplied by the rating value
+        }
+    )
+    decay_half_life_days: float = 30.0
+    # Timestamps more than this many days before their file's day are out of range.
+    max_event_age_days: int = 3650
+
+    def export_env(self) -> None:
+        """Expose the warehouse path to dbt's profiles.yml (`env_var('RECS_WAREHOUSE')`)."""
+        os.environ["RECS_WAREHOUSE"] = str(self.warehouse_path)
+
+    def with_overrides(self, **kwargs: Any) -> "Settings":
+        return replace(self, **kwargs)
+
+    def dbt_vars(self) -> dict[str, Any]:
+        """The vars every dbt invocation receives (window vars are added per run)."""
+        return {
+            "event_weights": self.event_weights,
+            "decay_half_life_days": self.decay_half_life_days,
+            "anonymous_events": self.source.anonymous_events,
+            "source_timezone": self.source.timezone,
+            "max_event_age_days": self.max_event_age_days,
+        }
+
+
+def _abs(path: str | Path, base: Path) -> Path:
+    p = Path(os.path.expanduser(str(path)))
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def _read_toml(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"RECS_CONFIG points to {config_path}, which does not exist")
+    with config_path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build the settings from the environment (default: ``os.environ``) and RECS_CONFIG."""
+    env = dict(os.environ if env is None else env)
+    config_file = env.get("RECS_CONFIG")
+    toml = _read_toml(config_file)
+    base = Path(config_file).resolve().parent if config_file else PROJECT_ROOT
+
+    paths = toml.get("paths", {})
+    data_dir = _abs(env.get("RECS_DATA_DIR") or paths.get("data_dir", "data"), base)
+    warehouse = _abs(
+        env.get("RECS_WAREHOUSE") or paths.get("warehouse", data_dir / "warehouse.duckdb"), base
+    )
+    landing = _abs(env.get("RECS_LANDING_DIR") or paths.get("landing_dir", data_dir / "landing"), base)
+    models = _abs(env.get("RECS_MODEL_DIR") or paths.get("model_dir", data_dir / "models"), base)
+
+    src = dict(toml.get("source", {}))
+    if env.get("RECS_SOURCE"):
+        src["kind"] = env["RECS_SOURCE"]
+    if env.get("RECS_SOURCE_PATH"):
+        src["path"] = env["RECS_SOURCE_PATH"]
+    kind = src.get("kind", "synthetic")
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    if kind == "online_retail":
+        src.setdefault("timezone", "Europe/London")
+        src.setdefault("anonymous_events", "anonymous")
+    if src.get("path"):
+        src["path"] = str(_abs(src["path"], base))
+    source = SourceSettings(**src)
+
+    pipeline = toml.get("pipeline", {})
+    synthetic = toml.get("synthetic", {})
+    start = env.get("RECS_PARTITIONS_START") or pipeline.get("partitions_start")
+    settings = Settings(
+        data_dir=data_dir,
+        warehouse_path=warehouse,
+        landing_dir=landing,
+        model_dir=models,
+        source=source,
+        config_file=str(Path(config_file).resolve()) if config_file else "",
+        partitions_start=date.fromisoformat(str(start)) if start else None,
+        schedule_cron=pipeline.get("schedule_cron", "0 3 * * *"),
+        schedule_timezone=pipeline.get("schedule_timezone", "UTC"),
+        synthetic_seed=int(env.get("RECS_SEED") or synthetic.get("seed", 42)),
+        synthetic_days=int(env.get("RECS_DAYS") or synthetic.get("days", 60)),
+        synthetic_scale=float(env.get("RECS_SCALE") or synthetic.get("scale", 1.0)),
+    )
+    weights = toml.get("interactions", {}).get("event_weights")
+    if weights:
+        settings = replace(settings, event_weights={**settings.event_weights, **weights})
+    half_life = toml.get("interactions", {}).get("decay_half_life_days")
+    if half_life:
+        settings = replace(settings, decay_half_life_days=float(half_life))
+    return settings

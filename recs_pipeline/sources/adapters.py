@@ -1,0 +1,313 @@
+"""Source adapters: the synthetic shop, UCI Online Retail, MovieLens 100K and a generic
+CSV/Parquet source whose column mapping comes from configuration."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from recs_pipeline.settings import SHARED_DATA_DIR, Settings, SourceSettings
+from recs_pipeline.sources.base import (
+    LINEAGE_COLUMNS,
+    RAW_EVENT_COLUMNS,
+    RAW_ITEM_COLUMNS,
+    RAW_USER_COLUMNS,
+    Source,
+    SourceError,
+    days_from_filenames,
+    parse_delimited,
+    quote_ident,
+    rejects_as_events,
+    select_mapped,
+    sql_literal,
+)
+
+
+def _events_with_lineage(parsed_table: str, select_list: str, source_file: str) -> str:
+    return (
+        f"SELECT {select_list}, {sql_literal(source_file)} AS source_file, source_line, "
+        f"NULL::VARCHAR AS parse_error, NULL::VARCHAR AS raw_line FROM {parsed_table}"
+    )
+
+
+class CsvSource(Source):
+    """Shop files already in (or mapped onto) the canonical layout:
+
+    ``<root>/events/YYYY-MM-DD.csv``, ``<root>/items/items.csv``, ``<root>/users/users.csv``.
+    The synthetic shop writes exactly this; other shops map their column names in config.
+    """
+
+    kind = "generic"
+
+    def __init__(self, root: Path, cfg: SourceSettings):
+        self.root = Path(root)
+        self.cfg = cfg
+
+    def event_files(self) -> dict[date, Path]:
+        folder = self.root / Path(self.cfg.events_glob).parent
+        pattern = Path(self.cfg.events_glob).name
+        if not folder.is_dir():
+            return {}
+        return days_from_filenames(folder, pattern, self.cfg.date_from_filename)
+
+    def _relpath(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def events_sql(self, con: duckdb.DuckDBPyConnection, day: date) -> str:
+        path = self.event_files().get(day)
+        if path is None:
+            raise SourceError(f"no events file for {day} under {self.root / self.cfg.events_glob}")
+        mapping = self.cfg.event_columns
+        required = tuple(mapping.get(c, c) for c in ("user_id", "item_id", "event_type", "event_ts"))
+        rel = self._relpath(path)
+        if self.cfg.file_format == "parquet":
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _parsed_events AS SELECT row_number() OVER () AS source_line, * "
+                f"FROM read_parquet({sql_literal(path)})"
+            )
+            cols = [r[0] for r in con.execute("DESCRIBE _parsed_events").fetchall()]
+            missing = [c for c in required if c not in cols]
+            if missing:
+                raise SourceError(f"{path}: lacks required column(s) {', '.join(missing)}")
+            return _events_with_lineage("_parsed_events", self._mapped_events(cols), rel)
+        parsed = parse_delimited(con, path, name="events", required=required, delimiter=self.cfg.delimiter)
+        good = _events_with_lineage(parsed.table, self._mapped_events(parsed.header), rel)
+        return f"{good} UNION ALL {rejects_as_events(parsed, rel)}"
+
+    def _mapped_events(self, available: list[str]) -> str:
+        select = select_mapped("", available, self.cfg.event_columns, RAW_EVENT_COLUMNS)
+        if self.cfg.event_type_values:
+            # Map the shop's own event names (e.g. "pageview") to canonical ones.
+            src = self.cfg.event_columns.get("event_type", "event_type")
+            cases = " ".join(
+                f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in self.cfg.event_type_values.items()
+            )
+            select = select.replace(
+                f"{quote_ident(src)}::VARCHAR AS event_type",
+                f"CASE {quote_ident(src)} {cases} ELSE {quote_ident(src)} END AS event_type",
+            )
+        return select
+
+    def _snapshot_sql(
+        self, con: duckdb.DuckDBPyConnection, file: str, name: str, canonical: tuple[str, ...], mapping: dict
+    ) -> str:
+        path = self.root / file
+        if not path.is_file():
+            # A shop without a catalogue/user file still runs: attributes stay unknown.
+            nulls = ", ".join(f"NULL::VARCHAR AS {c}" for c in canonical)
+            return f"SELECT {nulls}, NULL::VARCHAR AS source_file, NULL::BIGINT AS source_line WHERE false"
+        key = mapping.get(canonical[0], canonical[0])
+        parsed = parse_delimited(con, path, name=name, required=(key,), delimiter=self.cfg.delimiter)
+        n_rejects = con.execute(f"SELECT count(*) FROM {parsed.rejects}").fetchall()[0][0]
+        if n_rejects:
+            line, text = con.execute(f"SELECT line, csv_line FROM {parsed.rejects} ORDER BY line LIMIT 1").fetchall()[0]
+            raise SourceError(f"{path}: line {line} cannot be parsed ({n_rejects} bad line(s)): {text[:200]!r}")
+        select = select_mapped("", parsed.header, mapping, canonical)
+        return f"SELECT {select}, {sql_literal(self._relpath(path))} AS source_file, source_line FROM {parsed.table}"
+
+    def items_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        return self._snapshot_sql(con, self.cfg.items_file, "items", RAW_ITEM_COLUMNS, self.cfg.item_columns)
+
+    def users_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        return self._snapshot_sql(con, self.cfg.users_file, "users", RAW_USER_COLUMNS, self.cfg.user_columns)
+
+
+class SyntheticShopSource(CsvSource):
+    """The built-in synthetic shop: its landing zone already uses the canonical layout."""
+
+    kind = "synthetic"
+
+
+class OnlineRetailSource(Source):
+    """UCI Online Retail invoice lines, one CSV per trading day.
+
+    Each invoice line is a purchase; invoices starting with ``C`` are cancellations and
+    become returns (with a positive quantity). Postage, fees and manual adjustments are
+    not shopper behaviour: they become ``adjustment`` events, which staging quarantines
+    with their own reason. Guest lines (no CustomerID) are kept with a NULL user.
+    The shop has no catalogue or customer file: both are derived from the invoices.
+    """
+
+    kind = "online_retail"
+    HEADER = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
+    NON_PRODUCT_CODES = ("POST", "DOT", "M", "m", "C2", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS")
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def event_files(self) -> dict[date, Path]:
+        return days_from_filenames(self.root, "*.csv") if self.root.is_dir() else {}
+
+    def events_sql(self, con: duckdb.DuckDBPyConnection, day: date) -> str:
+        path = self.event_files().get(day)
+        if path is None:
+            raise SourceError(f"no Online Retail file for {day} in {self.root}")
+        parsed = parse_delimited(con, path, name="events", required=self.HEADER)
+        non_product = ", ".join(sql_literal(c) for c in self.NON_PRODUCT_CODES)
+        select = f"""
+            NULLIF(regexp_replace(trim(CustomerID), '\\.0$', ''), '') AS user_id,
+            trim(StockCode) AS item_id,
+            CASE WHEN trim(StockCode) IN ({non_product}) THEN 'adjustment'
+                 WHEN InvoiceNo LIKE 'C%' THEN 'return' ELSE 'purchase' END AS event_type,
+            InvoiceDate AS event_ts,
+            CASE WHEN InvoiceNo LIKE 'C%' THEN ltrim(Quantity, '-') ELSE Quantity END AS quantity,
+            UnitPrice AS price,
+            InvoiceNo AS session_id,
+            NULL::VARCHAR AS search_query,
+            NULL::VARCHAR AS rating"""
+        rel = path.name
+        good = _events_with_lineage(parsed.table, select, rel)
+        return f"{good} UNION ALL {rejects_as_events(parsed, rel)}"
+
+    def _all_lines(self) -> str:
+        return (
+            f"read_csv({sql_literal(self.root / '*.csv')}, header = true, all_varchar = true, "
+            "delim = ',', quote = '\"', escape = '\"', auto_detect = false, ignore_errors = true, "
+            "filename = true, columns = {"
+            + ", ".join(f"'{c}': 'VARCHAR'" for c in self.HEADER)
+            + "})"
+        )
+
+    def items_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        # The latest description wins; the category is the description's last word
+        # ("... T-LIGHT HOLDER" -> holder), a crude but useful content feature.
+        return f"""
+            SELECT trim(StockCode) AS item_id,
+                   arg_max(trim(Description), InvoiceDate) AS title,
+                   lower(regexp_extract(arg_max(trim(Description), InvoiceDate), '([A-Za-z]+)\\s*$', 1)) AS category,
+                   NULL::VARCHAR AS brand,
+                   median(TRY_CAST(UnitPrice AS DOUBLE)) FILTER (WHERE TRY_CAST(UnitPrice AS DOUBLE) > 0)::VARCHAR AS price,
+                   arg_max(trim(Description), InvoiceDate) AS description,
+                   'true' AS in_stock,
+                   min(InvoiceDate)[1:10] AS launch_date,
+                   'by-day/*.csv' AS source_file,
+                   NULL::BIGINT AS source_line
+            FROM {self._all_lines()}
+            WHERE trim(StockCode) <> '' AND Description IS NOT NULL AND trim(Description) <> ''
+            GROUP BY 1
+        """
+
+    def users_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        return f"""
+            SELECT NULLIF(regexp_replace(trim(CustomerID), '\\.0$', ''), '') AS user_id,
+                   min(InvoiceDate)[1:10] AS signup_date,
+                   NULL::VARCHAR AS age_band, NULL::VARCHAR AS gender,
+                   mode(Country) AS country, NULL::VARCHAR AS segment,
+                   NULL::VARCHAR AS marketing_consent,
+                   'by-day/*.csv' AS source_file, NULL::BIGINT AS source_line
+            FROM {self._all_lines()}
+            WHERE CustomerID IS NOT NULL AND trim(CustomerID) <> ''
+            GROUP BY 1
+        """
+
+
+class MovieLensSource(Source):
+    """MovieLens 100K: each rating is a ``rating`` event; u.user and u.item give attributes.
+
+    All ratings live in one file (u.data), so a day's partition is the ratings whose
+    timestamp falls on that day; ``source_line`` is the line in u.data.
+    """
+
+    kind = "movielens"
+    GENRES = (
+        "unknown", "action", "adventure", "animation", "children", "comedy", "crime", "documentary",
+        "drama", "fantasy", "film-noir", "horror", "musical", "mystery", "romance", "sci-fi",
+        "thriller", "war", "western",
+    )  # fmt: skip
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._days: dict[date, Path] | None = None
+
+    def _ratings(self) -> str:
+        return (
+            f"(SELECT row_number() OVER () AS source_line, * FROM read_csv({sql_literal(self.root / 'u.data')}, "
+            "delim = '\t', header = false, auto_detect = false, "
+            "columns = {'user_id': 'VARCHAR', 'item_id': 'VARCHAR', 'rating': 'VARCHAR', 'ts': 'VARCHAR'}))"
+        )
+
+    def event_files(self) -> dict[date, Path]:
+        if self._days is None:
+            path = self.root / "u.data"
+            if not path.is_file():
+                return {}
+            con = duckdb.connect()
+            rows = con.execute(
+                f"SELECT DISTINCT to_timestamp(ts::BIGINT)::DATE FROM {self._ratings()} ORDER BY 1"
+            ).fetchall()
+            con.close()
+            self._days = {r[0]: path for r in rows}
+        return self._days
+
+    def events_sql(self, con: duckdb.DuckDBPyConnection, day: date) -> str:
+        con.execute("SET TimeZone = 'UTC'")
+        return f"""
+            SELECT user_id, item_id, 'rating' AS event_type,
+                   strftime(to_timestamp(ts::BIGINT), '%Y-%m-%dT%H:%M:%SZ') AS event_ts,
+                   '1' AS quantity, NULL::VARCHAR AS price, NULL::VARCHAR AS session_id,
+                   NULL::VARCHAR AS search_query, rating,
+                   'u.data' AS source_file, source_line, NULL::VARCHAR AS parse_error, NULL::VARCHAR AS raw_line
+            FROM {self._ratings()}
+            WHERE to_timestamp(ts::BIGINT)::DATE = DATE {sql_literal(day.isoformat())}
+        """
+
+    def items_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        flags = ", ".join(f"'g{i}': 'VARCHAR'" for i in range(len(self.GENRES)))
+        genre_words = " || ".join(
+            f"CASE WHEN g{i} = '1' THEN ' {g}' ELSE '' END" for i, g in enumerate(self.GENRES)
+        )
+        first_genre = " ".join(f"WHEN g{i} = '1' THEN '{g}'" for i, g in enumerate(self.GENRES))
+        return f"""
+            SELECT item_id, title, CASE {first_genre} END AS category, NULL::VARCHAR AS brand,
+                   NULL::VARCHAR AS price, trim({genre_words}) AS description, 'true' AS in_stock,
+                   strftime(try_strptime(release_date, '%d-%b-%Y'), '%Y-%m-%d') AS launch_date,
+                   'u.item' AS source_file, row_number() OVER () AS source_line
+            FROM read_csv({sql_literal(self.root / 'u.item')}, delim = '|', header = false, quote = '',
+                          auto_detect = false, encoding = 'latin-1',
+                          columns = {{'item_id': 'VARCHAR', 'title': 'VARCHAR', 'release_date': 'VARCHAR',
+                                     'video_release_date': 'VARCHAR', 'url': 'VARCHAR', {flags}}})
+        """
+
+    def users_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        return f"""
+            SELECT user_id, NULL::VARCHAR AS signup_date,
+                   CASE WHEN age::INT < 18 THEN 'under-18' WHEN age::INT < 25 THEN '18-24'
+                        WHEN age::INT < 35 THEN '25-34' WHEN age::INT < 45 THEN '35-44'
+                        WHEN age::INT < 55 THEN '45-54' WHEN age::INT < 65 THEN '55-64' ELSE '65+' END AS age_band,
+                   gender, NULL::VARCHAR AS country, occupation AS segment, NULL::VARCHAR AS marketing_consent,
+                   'u.user' AS source_file, row_number() OVER () AS source_line
+            FROM read_csv({sql_literal(self.root / 'u.user')}, delim = '|', header = false, auto_detect = false,
+                          columns = {{'user_id': 'VARCHAR', 'age': 'VARCHAR', 'gender': 'VARCHAR',
+                                     'occupation': 'VARCHAR', 'zip': 'VARCHAR'}})
+        """
+
+
+def build_source(settings: Settings) -> Source:
+    """The configured source adapter."""
+    cfg = settings.source
+    if cfg.kind == "synthetic":
+        return SyntheticShopSource(Path(cfg.path) if cfg.path else settings.landing_dir, cfg)
+    if cfg.kind == "online_retail":
+        return OnlineRetailSource(Path(cfg.path) if cfg.path else SHARED_DATA_DIR / "online-retail" / "by-day")
+    if cfg.kind == "movielens":
+        return MovieLensSource(Path(cfg.path) if cfg.path else SHARED_DATA_DIR / "movielens-100k")
+    if cfg.kind == "generic":
+        if not cfg.path:
+            raise SourceError("source kind 'generic' needs [source] path = '<folder with the shop files>'")
+        return CsvSource(Path(cfg.path), cfg)
+    raise SourceError(f"unknown source kind {cfg.kind!r}")
+
+
+__all__ = [
+    "CsvSource",
+    "LINEAGE_COLUMNS",
+    "MovieLensSource",
+    "OnlineRetailSource",
+    "SyntheticShopSource",
+    "build_source",
+]
