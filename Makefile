@@ -1,0 +1,38 @@
+# The front door: `make run` builds the demo warehouse, `make test` runs the tests.
+VENV      ?= .venv
+PYTHON    ?= python3
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+export GX_ANALYTICS_ENABLED = false
+
+.PHONY: install run dev test test-all bench bench-quality clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+run: install $(DAGSTER_HOME)/dagster.yaml ## generate the synthetic shop and materialise every asset
+	$(VENV)/bin/recs generate
+	$(VENV)/bin/recs run
+
+dev: install $(DAGSTER_HOME)/dagster.yaml ## the Dagster UI on http://127.0.0.1:3000
+	$(VENV)/bin/dagster dev -m recs_pipeline.definitions -h 127.0.0.1 -p 3000
+
+test: install ## the test suite (real DuckDB, dbt and Dagster on small generated data)
+	$(PY) -m pytest -q
+
+bench-quality: install ## model quality on MovieLens 100K, Online Retail and the synthetic shop
+	$(PY) -m benchmarks.quality
+
+clean:
+	rm -rf data/landing data/warehouse.duckdb* data/models data/published dbt_project/target $(DAGSTER_HOME)

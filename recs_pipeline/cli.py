@@ -1,0 +1,209 @@
+"""The ``recs`` command: generate the demo shop, run the pipeline, query the warehouse.
+
+    recs generate            # write the synthetic shop's landing zone
+    recs run                 # materialise every asset for every day with a file
+    recs run --start 2026-10-01 --end 2026-10-07
+    recs sql "SELECT * FROM features.interactions LIMIT 5"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from recs_pipeline.settings import Settings, load_settings
+
+SUMMARY_TABLES = (
+    "raw.events",
+    "staging.stg_events",
+    "quality.quarantine_events",
+    "quality.duplicate_events",
+    "features.interactions",
+    "features.user_features",
+    "features.item_features",
+)
+
+EXAMPLE_QUERY = """SELECT reject_reason, count(*) AS n_rows
+FROM quality.quarantine_events
+GROUP BY reject_reason
+ORDER BY n_rows DESC"""
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line plus a hint, without a traceback."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _print_table(columns: list[str], rows: list[tuple], max_rows: int = 50) -> None:
+    shown = [tuple("NULL" if v is None else str(v) for v in r) for r in rows[:max_rows]]
+    widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
+    print(" | ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in shown:
+        print(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
+    if len(rows) > max_rows:
+        print(f"... {len(rows) - max_rows} more rows")
+
+
+def cmd_generate(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.synthetic.shop import ShopConfig, generate_landing_zone
+
+    config = ShopConfig(seed=args.seed or settings.synthetic_seed, n_days=args.days or settings.synthetic_days)
+    config = config.scaled(args.scale or settings.synthetic_scale)
+    if args.dirt_rate is not None:
+        from dataclasses import replace
+
+        config = replace(config, dirt_rate=args.dirt_rate)
+    report = generate_landing_zone(settings.landing_dir, config)
+    print(
+        f"generated {report.n_days} days, {report.n_events_written:,} event lines "
+        f"({sum(report.n_defects.values()):,} injected defects) in {report.seconds:.1f}s -> {settings.landing_dir}"
+    )
+
+
+def _instance():
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def run_pipeline(settings: Settings, start: date | None = None, end: date | None = None, selection: str | None = None):
+    """Materialise the graph for a range of days in one in-process run; returns the result."""
+    from recs_pipeline.definitions import build_defs
+    from recs_pipeline.sources.adapters import build_source
+
+    days = build_source(settings).event_days()
+    if not days:
+        raise CliError(
+            f"no event files found for the {settings.source.kind} source",
+            "run `recs generate` first (synthetic shop), or check RECS_SOURCE / RECS_SOURCE_PATH",
+        )
+    start = start or days[0]
+    end = end or days[-1]
+    defs = build_defs(settings)
+    job = defs.resolve_job_def("nightly_job")
+    tags = {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": end.isoformat(),
+    }
+    kwargs = {"asset_selection": _parse_selection(selection)} if selection else {}
+    return job.execute_in_process(instance=_instance(), tags=tags, raise_on_error=False, **kwargs)
+
+
+def _parse_selection(selection: str):
+    import dagster as dg
+
+    return [dg.AssetKey(s.strip().split("/")) for s in selection.split(",") if s.strip()]
+
+
+def _failure_lines(result) -> list[str]:
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            message = event.event_specific_data.error.message.strip().splitlines()
+            lines.append(f"{event.step_key}: {message[0] if message else 'failed'}")
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            data = event.event_specific_data
+            lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")
+    return lines
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    start = date.fromisoformat(args.start) if args.start else None
+    end = date.fromisoformat(args.end) if args.end else start if args.start and not args.end else None
+    result = run_pipeline(settings, start, end, args.select)
+    elapsed = time.perf_counter() - t0
+    if not result.success:
+        for line in _failure_lines(result):
+            print(f"  - {line}", file=sys.stderr)
+        raise CliError(f"the run failed after {elapsed:.0f}s", "see the lines above; rerun with --debug for logs")
+    print(f"\nrun succeeded in {elapsed:.1f}s; warehouse: {settings.warehouse_path}\n")
+    print_summary(settings)
+
+
+def print_summary(settings: Settings) -> None:
+    from recs_pipeline.warehouse import connection, table_exists
+
+    with connection(settings.warehouse_path, read_only=True) as con:
+        rows = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in SUMMARY_TABLES if table_exists(con, t)]
+        _print_table(["table", "rows"], [(t, f"{n:,}") for t, n in rows])
+        if table_exists(con, "quality.event_reconciliation"):
+            r = con.execute(
+                "SELECT sum(raw_rows), sum(clean_rows), sum(quarantined_rows), sum(duplicate_rows), bool_and(is_balanced) "
+                "FROM quality.event_reconciliation"
+            ).fetchall()[0]
+            print(f"\nreconciliation: raw {r[0]:,} = clean {r[1]:,} + quarantined {r[2]:,} + duplicates {r[3]:,} -> "
+                  f"{'balanced' if r[4] else 'NOT BALANCED'}")
+        print(f"\nexample query (recs sql \"...\"):\n{EXAMPLE_QUERY}\n")
+        cur = con.execute(EXAMPLE_QUERY)
+        _print_table([d[0] for d in cur.description], cur.fetchall())
+
+
+def cmd_sql(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.warehouse import connection
+
+    if not settings.warehouse_path.exists():
+        raise CliError(f"no warehouse at {settings.warehouse_path}", "run `make run` (or `recs run`) first")
+    with connection(settings.warehouse_path, read_only=True, lock_timeout_s=30) as con:
+        cur = con.execute(args.query)
+        _print_table([d[0] for d in cur.description], cur.fetchall(), max_rows=args.max_rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recs", description="recs-pipeline: shop logs to recommendations.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write the synthetic shop's landing zone")
+    gen.add_argument("--days", type=int, help="days to simulate (default 60)")
+    gen.add_argument("--scale", type=float, help="multiply users, items and events (default 1.0)")
+    gen.add_argument("--seed", type=int, help="random seed (default 42)")
+    gen.add_argument("--dirt-rate", type=float, help="share of defective event lines (default 0.01)")
+    gen.set_defaults(func=cmd_generate)
+
+    run = sub.add_parser("run", help="materialise the pipeline for a day or a range of days")
+    run.add_argument("--start", help="first day (default: the first file)")
+    run.add_argument("--end", help="last day (default: --start, or the last file)")
+    run.add_argument("--select", help="comma-separated asset keys, e.g. raw/events,staging/stg_events")
+    run.set_defaults(func=cmd_run)
+
+    sql = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
+    sql.add_argument("query")
+    sql.add_argument("--max-rows", type=int, default=50)
+    sql.set_defaults(func=cmd_sql)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    try:
+        settings = load_settings()
+        args.func(settings, args)
+        return 0
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        print("hint: rerun with `recs --debug ...` for the full traceback", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

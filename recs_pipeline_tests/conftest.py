@@ -1,0 +1,49 @@
+"""Shared fixtures: a small generated shop in a temporary folder, and settings pointing at it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from recs_pipeline.settings import SHARED_DATA_DIR, Settings, load_settings
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+ONLINE_RETAIL = SHARED_DATA_DIR / "online-retail" / "by-day"
+MOVIELENS = SHARED_DATA_DIR / "movielens-100k"
+
+
+def settings_for(tmp: Path, **env: str) -> Settings:
+    """Settings for a pipeline living entirely under ``tmp``."""
+    return load_settings({"RECS_DATA_DIR": str(tmp), **env})
+
+
+@pytest.fixture(scope="session")
+def small_shop_config():
+    from recs_pipeline.synthetic.shop import ShopConfig
+
+    # Small but with every kind of dirt: 6 days, ~300 users, ~150 items, ~1,200 events a day.
+    return ShopConfig(seed=7, n_days=6, n_users=300, n_items=150, events_per_day=1200, dirt_rate=0.03)
+
+
+@pytest.fixture(scope="session")
+def small_shop(tmp_path_factory, small_shop_config):
+    """A generated landing zone shared (read-only) by the tests of a session."""
+    from recs_pipeline.synthetic.shop import generate_landing_zone
+
+    root = tmp_path_factory.mktemp("shop")
+    report = generate_landing_zone(root / "landing", small_shop_config)
+    return root, report
+
+
+def pytest_collection_modifyitems(config, items):
+    # Real-data tests skip cleanly on a machine without ../shared/data.
+    skip = pytest.mark.skip(reason=f"{SHARED_DATA_DIR} is not present")
+    for item in items:
+        if "realdata" in item.keywords and not SHARED_DATA_DIR.exists():
+            item.add_marker(skip)

@@ -1,0 +1,62 @@
+"""The definitions load and describe the pipeline the way users see it in the UI."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from recs_pipeline.definitions import build_defs
+
+from .conftest import settings_for
+
+
+def test_definitions_load_with_every_layer(tmp_path):
+    defs = build_defs(settings_for(tmp_path))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for expected in (
+        "raw/events",
+        "raw/items",
+        "raw/users",
+        "staging/stg_events",
+        "quality/quarantine_events",
+        "quality/event_reconciliation",
+        "features/interactions",
+        "features/user_features",
+        "features/item_features",
+    ):
+        assert expected in keys
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert {"ingest", "transform", "quality", "features"} <= groups
+    # raw/events and the per-day dbt models share the daily partitions.
+    assert graph.get(dg.AssetKey(["raw", "events"])).partitions_def is not None
+    assert graph.get(dg.AssetKey(["staging", "stg_events"])).partitions_def is not None
+    assert graph.get(dg.AssetKey(["features", "interactions"])).partitions_def is None
+
+
+def test_quality_checks_are_blocking(tmp_path):
+    defs = build_defs(settings_for(tmp_path))
+    checks = {spec.name: spec for checks_def in defs.asset_checks for spec in checks_def.check_specs}
+    for name in ("raw_events_have_lineage", "stg_events_are_valid", "raw_rows_reconcile",
+                 "interactions_reference_known_users_and_items"):
+        assert checks[name].blocking, name
+
+
+def test_schedule_runs_by_default_and_sensor_is_opt_in(tmp_path):
+    defs = build_defs(settings_for(tmp_path))
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.execution_timezone == "UTC"
+    assert defs.resolve_sensor_def("new_landing_files_sensor").default_status == dg.DefaultSensorStatus.STOPPED
+
+
+def test_schedule_skips_when_yesterdays_file_is_missing(tmp_path):
+    defs = build_defs(settings_for(tmp_path))
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 9, 3, 3, tzinfo=timezone.utc),
+        resources={"shop_source": defs.resources["shop_source"]},
+    ) as context:
+        result = schedule.evaluate_tick(context)
+    assert result.skip_message and "2026-09-02" in result.skip_message
