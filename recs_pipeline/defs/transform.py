@@ -18,7 +18,13 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from recs_pipeline.settings import Settings
 
 # dbt schema -> Dagster group (asset keys are [schema, model], e.g. features/interactions).
-GROUP_BY_SCHEMA = {"staging": "transform", "quality": "quality", "features": "features"}
+GROUP_BY_SCHEMA = {
+    "staging": "transform",
+    "quality": "quality",
+    "features": "features",
+    "marketing": "marketing",
+    "feedback": "feedback",
+}
 
 
 class RecsDbtTranslator(DagsterDbtTranslator):
