@@ -9,9 +9,11 @@ from __future__ import annotations
 import dagster as dg
 
 from recs_pipeline.defs.ingest import build_ingest_assets
+from recs_pipeline.defs.ml import build_ml_assets
 from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor
 from recs_pipeline.defs.partitions import build_daily_partitions
 from recs_pipeline.defs.quality import build_quality_checks
+from recs_pipeline.defs.serving import build_serving_assets
 from recs_pipeline.defs.transform import build_transform_assets
 from recs_pipeline.resources import build_resources, dbt_project
 from recs_pipeline.settings import Settings, load_settings
@@ -23,6 +25,8 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
     assets = [
         *build_ingest_assets(partitions),
         *build_transform_assets(settings, dbt_project(settings), partitions),
+        *build_ml_assets(settings),
+        *build_serving_assets(settings),
     ]
     return assets, partitions
 

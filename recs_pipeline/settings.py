@@ -53,6 +53,31 @@ class SourceSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """LightFM hyper-parameters, the hold-out evaluation and the promotion gate."""
+
+    loss: str = "warp"
+    no_components: int = 48
+    epochs: int = 20
+    learning_rate: float = 0.05
+    item_alpha: float = 1e-6
+    user_alpha: float = 1e-6
+    max_sampled: int = 10
+    # One thread: LightFM's Hogwild training with more threads is faster but not
+    # bit-for-bit repeatable, and every run of this pipeline must be.
+    num_threads: int = 1
+    random_state: int = 42
+    user_identity_weight: float = 1.0
+    item_identity_weight: float = 1.0
+    holdout_days: int = 7  # the last N days are the hold-out
+    k: int = 10  # metrics @k
+    top_n: int = 10  # list length in serving.recommendations
+    similar_n: int = 10
+    promotion_margin: float = 0.0  # relative margin over the best baseline
+    serving_tolerance: float = 0.05  # allowed relative drop against the serving model
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     warehouse_path: Path
@@ -82,6 +107,8 @@ class Settings:
     decay_half_life_days: float = 30.0
     # Timestamps more than this many days before their file's day are out of range.
     max_event_age_days: int = 3650
+    # Model, evaluation and serving.
+    model: ModelSettings = field(default_factory=lambda: ModelSettings())
 
     def export_env(self) -> None:
         """Expose the warehouse path to dbt's profiles.yml (`env_var('RECS_WAREHOUSE')`)."""
@@ -166,6 +193,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     weights = toml.get("interactions", {}).get("event_weights")
     if weights:
         settings = replace(settings, event_weights={**settings.event_weights, **weights})
+    if toml.get("model"):
+        settings = replace(settings, model=ModelSettings(**toml["model"]))
     half_life = toml.get("interactions", {}).get("decay_half_life_days")
     if half_life:
         settings = replace(settings, decay_half_life_days=float(half_life))

@@ -1,0 +1,315 @@
+"""Learn: training set, hold-out evaluation against baselines, versioned model and the
+promotion gate. The maths lives in recs_pipeline.ml and recs_pipeline.recommender."""
+
+import base64
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.defs.metadata import table_metadata
+from recs_pipeline.ml.matrices import build_training_data
+from recs_pipeline.ml.model import ModelParams, load_model, save_model, train
+from recs_pipeline.recommender.evaluation import HoldoutData, evaluate_holdout, promotion_decision
+from recs_pipeline.resources import ModelStoreResource, WarehouseResource
+from recs_pipeline.settings import ModelSettings, Settings
+from recs_pipeline.warehouse import replace_table
+
+SERVING_POINTER = "serving.json"
+
+
+def model_params(cfg: ModelSettings) -> ModelParams:
+    return ModelParams(
+        loss=cfg.loss,
+        no_components=cfg.no_components,
+        epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        item_alpha=cfg.item_alpha,
+        user_alpha=cfg.user_alpha,
+        max_sampled=cfg.max_sampled,
+        num_threads=cfg.num_threads,
+        random_state=cfg.random_state,
+    )
+
+
+def weighted_interactions_sql(settings: Settings, where: str, reference: str) -> str:
+    """Interactions as the dbt model features.interactions computes them, for a subset of
+    events (the training days). A test checks both agree on the full history."""
+    cases = " ".join(
+        f"WHEN '{name}' THEN {float(w)}" + (" * coalesce(rating, 0)" if name == "rating" else "")
+        for name, w in settings.event_weights.items()
+    )
+    return f"""
+        SELECT user_id, item_id,
+               sum(CASE event_type {cases} ELSE 0 END
+                   * power(0.5, date_diff('hour', event_ts, {reference}) / (24.0 * {float(settings.decay_half_life_days)})))
+                   AS weight,
+               sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS n_purchases
+        FROM staging.stg_events
+        WHERE NOT is_anonymous AND item_id IS NOT NULL AND {where}
+        GROUP BY user_id, item_id
+        HAVING sum(CASE event_type {cases} ELSE 0 END) > 0
+    """
+
+
+def serving_pointer(store: ModelStoreResource) -> dict | None:
+    path = store.root / SERVING_POINTER
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_serving_pointer(store: ModelStoreResource, pointer: dict) -> None:
+    """Point serving at a model version atomically (write a temp file, then rename)."""
+    store.root.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=store.root, prefix=".serving.", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(pointer, fh, indent=2)
+    os.replace(tmp, store.root / SERVING_POINTER)
+
+
+def _png_markdown(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return f"![chart](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+
+
+def curves_chart(curves: dict[str, dict[int, tuple[float, float]]]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, by_k in curves.items():
+        ks = sorted(by_k)
+        ax_p.plot(ks, [by_k[k][0] for k in ks], marker="o", label=name)
+        ax_r.plot(ks, [by_k[k][1] for k in ks], marker="o", label=name)
+    ax_p.set(title="precision@k", xlabel="k")
+    ax_r.set(title="recall@k", xlabel="k")
+    ax_r.legend(fontsize=7)
+    md = _png_markdown(fig)
+    plt.close(fig)
+    return md
+
+
+def build_ml_assets(settings: Settings) -> list:
+    cfg = settings.model
+
+    @dg.asset(
+        key=["ml", "training_set"],
+        deps=[dg.AssetKey(["staging", "stg_events"]), dg.AssetKey(["features", "interactions"])],
+        group_name="ml",
+        kinds={"duckdb"},
+        pool="duckdb",
+        description=f"Time-based split: interactions of the days before the last {cfg.holdout_days} "
+        "(ml.training_set) and what known users bought after them (ml.holdout).",
+    )
+    def training_set(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            last = con.execute("SELECT max(event_ts) FROM staging.stg_events").fetchall()[0][0]
+            if last is None:
+                raise dg.Failure("staging.stg_events is empty: nothing to train on")
+            cutoff = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
+            cutoff_sql = f"TIMESTAMP '{cutoff}'"
+            replace_table(
+                con,
+                "ml.training_set",
+                weighted_interactions_sql(settings, f"event_ts < {cutoff_sql}", cutoff_sql),
+            )
+            # Relevance: purchases where the shop has them, otherwise any positive event.
+            has_purchases = con.execute(
+                f"SELECT count(*) FROM staging.stg_events WHERE event_type = 'purchase' AND event_ts >= {cutoff_sql}"
+            ).fetchall()[0][0]
+            kinds = "('purchase')" if has_purchases else "('rating', 'purchase', 'add_to_cart', 'click')"
+            replace_table(
+                con,
+                "ml.holdout",
+                f"""SELECT DISTINCT e.user_id, e.item_id,
+                           e.user_id IN (SELECT user_id FROM ml.training_set) AS is_known_user
+                    FROM staging.stg_events e
+                    WHERE NOT e.is_anonymous AND e.item_id IS NOT NULL
+                      AND e.event_ts >= {cutoff_sql} AND e.event_type IN {kinds}""",
+            )
+            n_known, n_cold = con.execute(
+                "SELECT count(DISTINCT user_id) FILTER (WHERE is_known_user), "
+                "count(DISTINCT user_id) FILTER (WHERE NOT is_known_user) FROM ml.holdout"
+            ).fetchall()[0]
+            meta = table_metadata(con, "ml.training_set")
+        return dg.MaterializeResult(
+            metadata={
+                **meta,
+                "cutoff": str(cutoff),
+                "holdout_known_users": int(n_known),
+                "holdout_cold_users": int(n_cold),
+                "relevance": "purchases" if has_purchases else "any positive event",
+            }
+        )
+
+    @dg.asset(
+        key=["ml", "evaluation"],
+        deps=[training_set, dg.AssetKey(["features", "user_feature_tokens"]), dg.AssetKey(["features", "item_feature_tokens"])],
+        group_name="ml",
+        kinds={"lightfm", "duckdb"},
+        pool="duckdb",
+        description="LightFM hybrid trained on the training days, the serving blend (buy-again + model) and the "
+        "baselines (popularity, buy-again, item-based) scored on the hold-out days.",
+    )
+    def evaluation(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect(read_only=True) as con:
+            train_interactions = con.execute("SELECT * FROM ml.training_set ORDER BY user_id, item_id").df()
+            relevant = con.execute("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user").df()
+            last = con.execute("SELECT max(event_ts) FROM staging.stg_events").fetchall()[0][0]
+            first_holdout = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
+            purchases = con.execute(
+                "SELECT user_id, item_id, event_ts FROM staging.stg_events WHERE event_type = 'purchase' "
+                "AND NOT is_anonymous AND event_ts < ?",
+                [first_holdout.to_pydatetime()],
+            ).df()
+            user_tokens = con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df()
+            item_tokens = con.execute("SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL").df()
+            in_stock = con.execute("SELECT item_id, in_stock FROM features.item_features").df()
+        holdout = HoldoutData(
+            train_interactions=train_interactions,
+            train_purchases=purchases,
+            relevant=relevant,
+            user_tokens=user_tokens,
+            item_tokens=item_tokens,
+            cutoff=first_holdout,
+            in_stock=in_stock.set_index("item_id")["in_stock"],
+        )
+        report, _, _ = evaluate_holdout(
+            holdout, model_params(cfg), k=cfg.k, identity_weights=(cfg.user_identity_weight, cfg.item_identity_weight)
+        )
+        rows = [
+            {"strategy": s, "metric": m, "value": float(v)} for s, ms in report.metrics.items() for m, v in ms.items()
+        ]
+        rows += [{"strategy": "blend", "metric": "repeat_share", "value": report.repeat_share}]
+        frame = pd.DataFrame(rows)
+        with warehouse.connect() as con:
+            con.register("evaluation_rows", frame)
+            replace_table(con, "ml.evaluation", "SELECT * FROM evaluation_rows")
+        key = f"precision@{cfg.k}"
+        baseline_name, baseline = report.best_baseline()
+        return dg.MaterializeResult(
+            metadata={
+                **{f"{s}/{m}": dg.MetadataValue.float(float(v)) for s, ms in report.metrics.items() for m, v in ms.items()
+                   if m != "n_users"},
+                "repeat_share": dg.MetadataValue.float(report.repeat_share),
+                "eval_users": report.n_eval_users,
+                "best_baseline": f"{baseline_name} ({key} {baseline:.4f})",
+                "metrics": dg.MetadataValue.md(
+                    pd.DataFrame(report.metrics).T.round(4).to_markdown()
+                ),
+                "precision_recall_curves": dg.MetadataValue.md(curves_chart(report.curves)),
+            }
+        )
+
+    @dg.asset(
+        key=["ml", "model"],
+        deps=[evaluation, dg.AssetKey(["features", "interactions"])],
+        group_name="ml",
+        kinds={"lightfm"},
+        pool="duckdb",
+        description="LightFM hybrid trained on all interactions, saved as a versioned artefact under "
+        "data/models/<version>/; promoted to serving when the hold-out evaluation passes the gate.",
+    )
+    def model(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
+        with warehouse.connect(read_only=True) as con:
+            interactions = con.execute(
+                "SELECT user_id, item_id, weight FROM features.interactions ORDER BY user_id, item_id"
+            ).df()
+            user_tokens = con.execute(
+                "SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL"
+            ).df()
+            item_tokens = con.execute(
+                "SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL"
+            ).df()
+            evaluation_rows = con.execute("SELECT * FROM ml.evaluation").df()
+        params = model_params(cfg)
+        data = build_training_data(
+            interactions, user_tokens, item_tokens, "hybrid", cfg.user_identity_weight, cfg.item_identity_weight
+        )
+        fitted = train(data.interactions, params, data.user_features, data.item_features, data.weights)
+        metrics = {f"{r.strategy}/{r.metric}": r.value for r in evaluation_rows.itertuples()}
+        # Same data and parameters -> same version: re-running does not pile up copies.
+        digest = hashlib.sha256()
+        for frame in (interactions, user_tokens, item_tokens):
+            digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+        digest.update(json.dumps(asdict(params), sort_keys=True).encode())
+        version = digest.hexdigest()[:12]
+        metrics["feature_config"] = {
+            "user_identity_weight": cfg.user_identity_weight,
+            "item_identity_weight": cfg.item_identity_weight,
+        }
+        directory = save_model(model_store.root / version, fitted, data.mappings, params, metrics)
+
+        # The promotion gate.
+        metric_key = f"precision@{cfg.k}"
+        blend_metric = float(metrics.get(f"blend/{metric_key}", 0.0))
+        baselines = {s: float(metrics.get(f"{s}/{metric_key}", 0.0)) for s in ("popularity", "buy_again", "item_based")}
+        current = serving_pointer(model_store)
+        serving_metric = None if current is None else current.get("metric")
+        decision = promotion_decision(
+            blend_metric, baselines, serving_metric, metric_key, cfg.promotion_margin, cfg.serving_tolerance
+        )
+        promoted = decision.promote or current is None or not (model_store.root / current["version"]).exists()
+        reason = decision.reason if decision.promote or not promoted else (
+            f"no model was serving, so this first version serves although: {decision.reason}"
+        )
+        if promoted:
+            write_serving_pointer(
+                model_store,
+                {
+                    "version": version,
+                    "metric": blend_metric,
+                    "repeat_share": float(metrics.get("blend/repeat_share", 0.0)),
+                    "reason": reason,
+                },
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "version": version,
+                "path": dg.MetadataValue.path(str(directory)),
+                "promoted": promoted,
+                "gate_passed": decision.promote,
+                "promotion_reason": reason,
+                "serving_version": version if promoted else current["version"],
+                "n_users": data.mappings.n_users,
+                "n_items": data.mappings.n_items,
+                "n_interactions": int(data.interactions.nnz),
+                f"blend/{metric_key}": dg.MetadataValue.float(blend_metric),
+            }
+        )
+
+    @dg.asset_check(
+        asset=model,
+        name="new_model_beats_baselines",
+        description="The promotion gate: the blend beats the best baseline on the hold-out and is not worse "
+        "than the serving model. When it fails, the previous model keeps serving.",
+    )
+    def new_model_beats_baselines(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(["ml", "model"]))
+        meta = event.asset_materialization.metadata if event else {}
+        passed = bool(meta["gate_passed"].value) if "gate_passed" in meta else False
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=meta["promotion_reason"].value if "promotion_reason" in meta else "no model yet",
+            metadata={"serving_version": meta["serving_version"].value if "serving_version" in meta else ""},
+        )
+
+    return [training_set, evaluation, model, new_model_beats_baselines]
+
+
+def load_serving_model(store: ModelStoreResource):
+    """(version, model, mappings, params, metrics, pointer) of the model serving now."""
+    pointer = serving_pointer(store)
+    if pointer is None:
+        raise dg.Failure(f"no model is serving: {store.root / SERVING_POINTER} does not exist; materialise ml/model")
+    model, mappings, params, metrics = load_model(Path(store.root) / pointer["version"])
+    return pointer["version"], model, mappings, params, metrics, pointer

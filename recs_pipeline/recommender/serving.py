@@ -1,0 +1,210 @@
+"""Serving tables: every user's top-N with the strategy and a reason, and similar items.
+
+Which path produced a row is recorded in ``strategy``:
+
+- ``buy_again``: the shopper's own likely re-purchase (recency-weighted frequency);
+- ``model``: a LightFM discovery for a shopper with history;
+- ``new_item_content``: a discovery of an item nobody has interacted with yet, scored
+  through its content features (category, brand, price band, description words);
+- ``cold_start_features``: a shopper without history, scored through their profile
+  features (country, age band, gender);
+- ``popular``: a shopper we know nothing about: the most popular items of the last 30 days.
+
+Everything here is batched matrix work and joins; there is no loop over users.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recs_pipeline.ml import baselines, blend, scoring
+from recs_pipeline.ml.matrices import Mappings, TrainingData, build_feature_matrix, build_interaction_matrices
+from recs_pipeline.recommender.evaluation import purchased_matrix
+
+SIMILARITY_REASON_THRESHOLD = 0.3
+HISTORY_ITEMS_FOR_REASONS = 20
+OUTPUT_COLUMNS = ["user_id", "rank", "item_id", "score", "strategy", "reason"]
+
+
+def training_data_for(
+    mappings: Mappings,
+    interactions: pd.DataFrame,
+    user_tokens: pd.DataFrame,
+    item_tokens: pd.DataFrame,
+    identity_weights: tuple[float, float] = (1.0, 1.0),
+) -> TrainingData:
+    """Today's interactions and features in the index space of a (possibly older) model.
+
+    Users and items the model has never seen are left out here; they are served by
+    the cold-start paths.
+    """
+    binary, weights = build_interaction_matrices(interactions, mappings)
+    user_features = build_feature_matrix(
+        mappings.user_ids, user_tokens, mappings.user_tokens, "user_id", mappings.user_identity, identity_weights[0]
+    )
+    item_features = build_feature_matrix(
+        mappings.item_ids, item_tokens, mappings.item_tokens, "item_id", mappings.item_identity, identity_weights[1]
+    )
+    return TrainingData(mappings, binary, weights, user_features, item_features)
+
+
+def _history_similarity_reasons(
+    recs: pd.DataFrame, data: TrainingData, item_embeddings: np.ndarray, titles: pd.Series
+) -> pd.Series:
+    """For each model row, the title of the user's history item most similar to it (or NaN)."""
+    if recs.empty:
+        return pd.Series([], dtype=object)
+    maps = data.mappings
+    weights = data.weights.tocsr()
+    users = maps.user_codes(recs["user_id"].unique())
+    # The user's strongest history items, as a dense (users x H) index matrix (-1 = none).
+    sub = weights[users]
+    h = HISTORY_ITEMS_FOR_REASONS
+    history = np.full((len(users), h), -1, dtype=np.int64)
+    dense_rows = sub.toarray() if sub.shape[1] * len(users) <= 50_000_000 else None
+    if dense_rows is not None:
+        top = np.argsort(-dense_rows, axis=1)[:, :h]
+        valid = np.take_along_axis(dense_rows, top, axis=1) > 0
+        history[:, : top.shape[1]] = np.where(valid, top, -1)
+    norms = np.linalg.norm(item_embeddings, axis=1, keepdims=True)
+    unit = item_embeddings / np.where(norms > 0, norms, 1.0)
+    row_of_user = pd.Series(np.arange(len(users)), index=maps.user_ids[users])
+    rec_rows = row_of_user.reindex(recs["user_id"]).to_numpy()
+    rec_items = maps.item_codes(recs["item_id"])
+    hist = history[rec_rows]  # (n_recs, H)
+    sims = np.einsum("rd,rhd->rh", unit[rec_items], unit[np.maximum(hist, 0)])
+    sims[hist < 0] = -np.inf
+    sims[hist == rec_items[:, None]] = -np.inf  # never "similar to itself"
+    best = sims.argmax(axis=1)
+    best_sim = sims[np.arange(len(sims)), best]
+    best_item = hist[np.arange(len(hist)), best]
+    names = titles.reindex(maps.item_ids[np.maximum(best_item, 0)]).to_numpy()
+    return pd.Series(np.where(best_sim >= SIMILARITY_REASON_THRESHOLD, names, None), index=recs.index)
+
+
+def recommend_all(
+    data: TrainingData,
+    model,
+    purchases: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    repeat_share: float,
+    n: int,
+    now: pd.Timestamp,
+) -> pd.DataFrame:
+    """Top-``n`` rows for every user in ``users`` (user_id, country, age_band).
+
+    ``items`` has item_id, title, category, in_stock; ``purchases`` user_id, item_id,
+    event_ts (all history). Out-of-stock items are never recommended.
+    """
+    maps = data.mappings
+    in_stock = items.set_index("item_id")["in_stock"].astype(bool)
+    titles = items.set_index("item_id")["title"]
+    categories = items.set_index("item_id")["category"]
+    item_mask = in_stock.reindex(maps.item_ids).fillna(True).to_numpy(dtype=bool)
+    history = data.interactions.tocsr()
+    has_history = np.asarray(history.sum(axis=1)).ravel() > 0
+    item_seen = np.asarray(history.sum(axis=0)).ravel() > 0
+
+    # Known users: blend of buy-again and model discoveries.
+    known_rows = np.flatnonzero(has_history)
+    bought = purchased_matrix(purchases, data).tocsr() if len(purchases) else history
+    recent = purchases[purchases["event_ts"] >= now - pd.Timedelta(days=30)] if len(purchases) else purchases
+    popularity = baselines.item_popularity(recent, maps.item_ids) if len(recent) else np.asarray(
+        history.sum(axis=0)
+    ).ravel().astype(float)
+    frequency = baselines.purchase_frequency(purchases, maps.user_ids, maps.item_ids, now)
+    again = baselines.buy_again(frequency, popularity, known_rows, n, item_mask=item_mask).to_frame(
+        maps.user_ids, maps.item_ids
+    )
+    discoveries = scoring.top_n(
+        model, n, data.user_features, data.item_features, users=known_rows, exclude=bought, item_mask=item_mask
+    ).to_frame(maps.user_ids, maps.item_ids)
+    known = blend.blend(again, discoveries, n, repeat_share)
+    new_item = ~pd.Series(item_seen, index=maps.item_ids).reindex(known["item_id"]).to_numpy()
+    known.loc[(known["strategy"] == "model").to_numpy() & new_item, "strategy"] = "new_item_content"
+
+    # Reasons for the known users' rows.
+    counts = (
+        purchases.groupby(["user_id", "item_id"])["event_ts"].agg(["size", "max"]).reset_index()
+        if len(purchases)
+        else pd.DataFrame(columns=["user_id", "item_id", "size", "max"])
+    )
+    known = known.merge(counts, on=["user_id", "item_id"], how="left")
+    _, item_embeddings = model.get_item_representations(data.item_features)
+    similar_to = _history_similarity_reasons(known, data, item_embeddings, titles)
+    category = categories.reindex(known["item_id"]).to_numpy()
+    reason = np.where(
+        known["strategy"] == "buy_again",
+        "you bought this "
+        + known["size"].fillna(0).astype(int).astype(str)
+        + " time(s), last on "
+        + pd.to_datetime(known["max"]).dt.strftime("%Y-%m-%d").fillna("?"),
+        np.where(
+            similar_to.notna(),
+            "similar to " + similar_to.fillna("").astype(str) + " you showed interest in",
+            np.where(
+                known["strategy"] == "new_item_content",
+                "new in " + pd.Series(category).fillna("the shop").astype(str) + ", matches your taste",
+                "matches your interest in " + pd.Series(category).fillna("items like these").astype(str),
+            ),
+        ),
+    )
+    known["reason"] = reason
+
+    # Users without history: their profile features, or plain popularity.
+    profile = users.set_index("user_id")
+    rest = profile.index.difference(maps.user_ids[known_rows])
+    cold_rows = maps.user_codes(rest)
+    has_features = cold_rows >= 0
+    # A row holding only the (untrained) identity feature carries no profile information.
+    n_tokens = np.diff(data.user_features.indptr) - int(maps.user_identity)
+    has_features[has_features] = n_tokens[cold_rows[has_features]] > 0
+    cold = scoring.top_n(
+        model, n, data.user_features, data.item_features, users=cold_rows[has_features], item_mask=item_mask
+    ).to_frame(maps.user_ids, maps.item_ids)
+    cold["strategy"] = "cold_start_features"
+    who = profile.reindex(cold["user_id"])
+    described = (
+        who[["country", "age_band"]].fillna("").astype(str).agg(", ".join, axis=1).str.strip(", ").replace("", "your profile")
+        if len(who)
+        else pd.Series([], dtype=object)
+    )
+    cold["reason"] = ("popular with shoppers like you (" + described + ")").to_numpy()
+
+    anonymous = rest[~has_features] if len(rest) else rest
+    pop_items = np.argsort(-np.where(item_mask, popularity, -np.inf), kind="stable")[:n]
+    popular = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.asarray(anonymous, dtype=object), len(pop_items)),
+            "rank": np.tile(np.arange(1, len(pop_items) + 1), len(anonymous)),
+            "item_id": np.tile(maps.item_ids[pop_items].to_numpy(dtype=object), len(anonymous)),
+            "score": np.tile(popularity[pop_items], len(anonymous)),
+            "strategy": "popular",
+            "reason": "popular in the shop this month",
+        }
+    )
+    out = pd.concat([known[OUTPUT_COLUMNS], cold[OUTPUT_COLUMNS], popular[OUTPUT_COLUMNS]], ignore_index=True)
+    out["score"] = out["score"].astype(float)
+    return out.sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
+
+
+def similar_item_table(data: TrainingData, model, items: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """``item_id, rank, similar_item_id, score``: nearest in-stock items by embedding cosine."""
+    maps = data.mappings
+    in_stock = items.set_index("item_id")["in_stock"].astype(bool).reindex(maps.item_ids).fillna(True).to_numpy()
+    table = scoring.similar_items(model, n + 10, data.item_features)
+    table = table[in_stock[table["similar_item"].to_numpy()]]
+    table = table.sort_values(["item", "rank"], kind="stable")
+    table["rank"] = table.groupby("item", sort=False).cumcount() + 1
+    table = table[table["rank"] <= n]
+    return pd.DataFrame(
+        {
+            "item_id": maps.item_ids[table["item"].to_numpy()],
+            "rank": table["rank"].to_numpy(),
+            "similar_item_id": maps.item_ids[table["similar_item"].to_numpy()],
+            "score": table["score"].to_numpy(dtype=float),
+        }
+    )
+
