@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from recs_pipeline.defs.feedback import build_feedback_assets
 from recs_pipeline.defs.ingest import build_ingest_assets
 from recs_pipeline.defs.ml import build_ml_assets
 from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor
@@ -27,6 +28,7 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
         *build_transform_assets(settings, dbt_project(settings), partitions),
         *build_ml_assets(settings),
         *build_serving_assets(settings),
+        *build_feedback_assets(settings),
     ]
     return assets, partitions
 

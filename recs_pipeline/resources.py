@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,19 +66,33 @@ class ModelStoreResource(dg.ConfigurableResource):
         return Path(self.path)
 
 
-def dbt_project(settings: Settings) -> DbtProject:
-    """The dbt project; its manifest is (re)built with ``dbt parse`` when missing."""
-    settings.export_env()
-    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-    if not project.manifest_path.exists():
-        project.preparer.prepare(project)
-    return project
-
-
 def dbt_executable() -> str:
     """dbt from this interpreter's environment, so a venv works without being activated."""
     candidate = Path(sys.executable).parent / "dbt"
     return str(candidate) if candidate.exists() else "dbt"
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    skip = {"target", "logs", "dbt_packages"}
+    return max(
+        (p.stat().st_mtime for p in project_dir.rglob("*") if p.is_file() and not skip & set(p.relative_to(project_dir).parts)),
+        default=0.0,
+    )
+
+
+def dbt_project(settings: Settings) -> DbtProject:
+    """The dbt project; its manifest is rebuilt with ``dbt parse`` when missing or older
+    than any model, macro or YAML file (a stale manifest would silently run old SQL)."""
+    settings.export_env()
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    manifest = project.manifest_path
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(DBT_PROJECT_DIR):
+        subprocess.run(
+            [dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+            check=True,
+            cwd=DBT_PROJECT_DIR,
+        )
+    return project
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

@@ -78,6 +78,18 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class ExperimentSettings:
+    """The A/B experiment on the served lists: users are split by a salted hash."""
+
+    experiment_id: str = "recs-v1"
+    salt: str = "recs-pipeline"
+    # variant -> traffic share. hybrid: the LightFM blend; popularity: most popular items;
+    # holdout: no recommendations at all (measures what recommending adds).
+    variants: dict[str, float] = field(default_factory=lambda: {"hybrid": 0.45, "popularity": 0.45, "holdout": 0.10})
+    control: str = "popularity"
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     warehouse_path: Path
@@ -109,6 +121,7 @@ class Settings:
     max_event_age_days: int = 3650
     # Model, evaluation and serving.
     model: ModelSettings = field(default_factory=lambda: ModelSettings())
+    experiment: ExperimentSettings = field(default_factory=lambda: ExperimentSettings())
 
     def export_env(self) -> None:
         """Expose the warehouse path to dbt's profiles.yml (`env_var('RECS_WAREHOUSE')`)."""
@@ -193,6 +206,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     weights = toml.get("interactions", {}).get("event_weights")
     if weights:
         settings = replace(settings, event_weights={**settings.event_weights, **weights})
+    if toml.get("experiment"):
+        settings = replace(settings, experiment=ExperimentSettings(**toml["experiment"]))
     if toml.get("model"):
         settings = replace(settings, model=ModelSettings(**toml["model"]))
     half_life = toml.get("interactions", {}).get("decay_half_life_days")

@@ -145,3 +145,43 @@ def test_a_failing_blocking_check_stops_downstream_assets(built, tmp_path):
     materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
     assert "raw/events" in materialized
     assert "staging/stg_events" not in materialized
+
+
+def test_training_interactions_follow_the_dbt_definition(built):
+    """ml.training_set re-computes interactions for a cut-off; on all days it must equal
+    features.interactions (the dbt model) row for row."""
+    settings, _, _, _ = built
+    from recs_pipeline.defs.ml import weighted_interactions_sql
+
+    sql = weighted_interactions_sql(settings, "true", "(SELECT max(event_ts) FROM staging.stg_events)")
+    with connection(settings.warehouse_path, read_only=True) as con:
+        diff = con.execute(
+            f"""SELECT count(*) FROM ({sql}) p FULL OUTER JOIN features.interactions d USING (user_id, item_id)
+                WHERE p.weight IS NULL OR d.weight IS NULL OR abs(p.weight - d.weight) > 1e-9 * greatest(1, d.weight)"""
+        ).fetchall()[0][0]
+        n = con.execute("SELECT count(*) FROM features.interactions").fetchall()[0][0]
+    assert n > 0 and diff == 0
+
+
+def test_serving_tables_cover_every_user_with_reasons(built):
+    settings, _, _, _ = built
+    with connection(settings.warehouse_path, read_only=True) as con:
+        missing = con.execute(
+            "SELECT count(*) FROM features.user_features WHERE user_id NOT IN (SELECT user_id FROM serving.recommendations)"
+        ).fetchall()[0][0]
+        strategies = {r[0] for r in con.execute("SELECT DISTINCT strategy FROM serving.recommendations").fetchall()}
+        out_of_stock = con.execute(
+            "SELECT count(*) FROM serving.recommendations r JOIN features.item_features i USING (item_id) "
+            "WHERE NOT i.in_stock"
+        ).fetchall()[0][0]
+        no_reason = con.execute(
+            "SELECT count(*) FROM serving.recommendations WHERE reason IS NULL OR reason = ''"
+        ).fetchall()[0][0]
+        similar = con.execute("SELECT count(DISTINCT item_id) FROM serving.similar_items").fetchall()[0][0]
+        n_items = con.execute("SELECT count(*) FROM features.item_features").fetchall()[0][0]
+        versions = con.execute("SELECT count(DISTINCT model_version) FROM serving.recommendations").fetchall()[0][0]
+    assert missing == 0
+    assert {"buy_again", "model"} <= strategies
+    assert out_of_stock == 0 and no_reason == 0
+    assert similar == n_items and versions == 1
+    assert (settings.model_dir / "serving.json").exists()

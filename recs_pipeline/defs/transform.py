@@ -70,7 +70,7 @@ def build_transform_assets(
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
-        exclude="tag:daily",
+        exclude="tag:daily tag:feedback",
         dagster_dbt_translator=translator,
         name="dbt_models",
         pool="duckdb",
@@ -79,4 +79,18 @@ def build_transform_assets(
         settings.export_env()
         yield from dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars())], context=context).stream()
 
-    return [daily_dbt_models, dbt_models]
+    # The feedback models read the lists the serving assets published, so they are a
+    # separate step after serving (one multi-asset cannot sit on both sides of it).
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        select="tag:feedback",
+        dagster_dbt_translator=translator,
+        name="feedback_dbt_models",
+        pool="duckdb",
+    )
+    def feedback_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        settings.export_env()
+        yield from dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars())], context=context).stream()
+
+    return [daily_dbt_models, dbt_models, feedback_dbt_models]

@@ -1,0 +1,160 @@
+"""Close the loop: experiment assignment, the lists published to the shop, and the
+experiment results computed from what shoppers did with them."""
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.defs.metadata import table_metadata
+from recs_pipeline.defs.ml import _png_markdown
+from recs_pipeline.experiments import assign_variants, compare_variants
+from recs_pipeline.resources import WarehouseResource
+from recs_pipeline.settings import Settings
+from recs_pipeline.warehouse import replace_table, table_exists
+
+PUBLISHED_DDL = """
+CREATE TABLE IF NOT EXISTS serving.published_recommendations (
+    list_date DATE, user_id VARCHAR, rank INTEGER, item_id VARCHAR, score DOUBLE,
+    strategy VARCHAR, reason VARCHAR, variant VARCHAR, experiment_id VARCHAR
+)"""
+
+
+def daily_ctr_chart(daily: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for variant, rows in daily.groupby("variant"):
+        ax.plot(rows["served_date"], rows["ctr"], marker="o", label=variant)
+    ax.set(title="daily CTR by variant", ylabel="clicks / impressions")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    md = _png_markdown(fig)
+    plt.close(fig)
+    return md
+
+
+def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    exp = settings.experiment
+
+    @dg.asset(
+        key=["serving", "experiment_assignments"],
+        deps=[dg.AssetKey(["features", "user_features"])],
+        group_name="feedback",
+        kinds={"duckdb"},
+        pool="duckdb",
+        description=f"Every user's variant in experiment {exp.experiment_id!r} "
+        f"({', '.join(f'{v} {s:.0%}' for v, s in exp.variants.items())}), by a salted hash: stable across runs.",
+    )
+    def experiment_assignments(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            users = con.execute("SELECT user_id FROM features.user_features ORDER BY user_id").df()
+            users["variant"] = assign_variants(users["user_id"], exp.experiment_id, exp.variants, exp.salt).to_numpy()
+            users["experiment_id"] = exp.experiment_id
+            con.register("assignment_frame", users)
+            replace_table(con, "serving.experiment_assignments", "SELECT * FROM assignment_frame")
+            shares = con.execute(
+                "SELECT variant, count(*) AS users FROM serving.experiment_assignments GROUP BY 1 ORDER BY 1"
+            ).df()
+            meta = table_metadata(con, "serving.experiment_assignments")
+        return dg.MaterializeResult(metadata={**meta, "users_by_variant": dg.MetadataValue.md(shares.to_markdown(index=False))})
+
+    @dg.asset(
+        key=["serving", "published_recommendations"],
+        deps=[experiment_assignments, dg.AssetKey(["serving", "recommendations"])],
+        group_name="feedback",
+        kinds={"duckdb"},
+        pool="duckdb",
+        description="The lists the shop shows from the next day on, one set per day (list_date), by variant: "
+        "the hybrid blend, most-popular, or nothing (hold-out). Re-running a day replaces its lists.",
+    )
+    def published_recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        n = settings.model.top_n
+        with warehouse.connect() as con:
+            con.execute("CREATE SCHEMA IF NOT EXISTS serving")
+            con.execute(PUBLISHED_DDL)
+            list_date = con.execute("SELECT max(event_date) + 1 FROM staging.stg_events").fetchall()[0][0]
+            select = f"""
+                WITH popular AS (
+                    SELECT item_id, count(DISTINCT user_id) AS buyers
+                    FROM staging.stg_events e JOIN features.item_features i USING (item_id)
+                    WHERE e.event_type = 'purchase' AND i.in_stock
+                      AND e.event_date > (SELECT max(event_date) - 30 FROM staging.stg_events)
+                    GROUP BY item_id
+                    ORDER BY buyers DESC, item_id
+                    LIMIT {int(n)}
+                ),
+                popular_ranked AS (
+                    SELECT item_id, buyers, row_number() OVER (ORDER BY buyers DESC, item_id) AS rank FROM popular
+                )
+                SELECT DATE '{list_date}' AS list_date, r.user_id, r.rank, r.item_id, r.score, r.strategy, r.reason,
+                       a.variant, a.experiment_id
+                FROM serving.recommendations r JOIN serving.experiment_assignments a USING (user_id)
+                WHERE a.variant = 'hybrid'
+                UNION ALL
+                SELECT DATE '{list_date}', a.user_id, p.rank::INTEGER, p.item_id, p.buyers::DOUBLE, 'popular',
+                       'popular in the shop this month', a.variant, a.experiment_id
+                FROM serving.experiment_assignments a CROSS JOIN popular_ranked p
+                WHERE a.variant = 'popularity'
+            """
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM serving.published_recommendations WHERE list_date = ?", [list_date])
+            con.execute(f"INSERT INTO serving.published_recommendations {select}")
+            con.execute("COMMIT")
+            by_variant = con.execute(
+                "SELECT variant, count(*) AS rows, count(DISTINCT user_id) AS users FROM serving.published_recommendations "
+                "WHERE list_date = ? GROUP BY 1 ORDER BY 1",
+                [list_date],
+            ).df()
+            meta = table_metadata(con, "serving.published_recommendations", where=f"list_date = DATE '{list_date}'")
+        return dg.MaterializeResult(
+            metadata={**meta, "list_date": str(list_date), "by_variant": dg.MetadataValue.md(by_variant.to_markdown(index=False))}
+        )
+
+    @dg.asset(
+        key=["feedback", "experiment_results"],
+        deps=[dg.AssetKey(["feedback", "experiment_user_outcomes"]), dg.AssetKey(["feedback", "daily_variant_metrics"])],
+        group_name="feedback",
+        kinds={"duckdb"},
+        pool="duckdb",
+        description=f"Every variant against {exp.control!r}: lift, confidence interval and p-value of CTR and "
+        "conversion (two-proportion z-test) and revenue per user (bootstrap), with sample sizes and an "
+        "under-powered flag.",
+    )
+    def experiment_results(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect(read_only=True) as con:
+            outcomes = con.execute("SELECT * FROM feedback.experiment_user_outcomes ORDER BY user_id").df()
+            daily = con.execute(
+                "SELECT served_date, variant, sum(clicks) * 1.0 / sum(impressions) AS ctr "
+                "FROM feedback.daily_variant_metrics GROUP BY 1, 2 ORDER BY 1, 2"
+            ).df()
+        results = (
+            compare_variants(outcomes, exp.control)
+            if exp.control in set(outcomes["variant"]) and outcomes["variant"].nunique() > 1
+            else pd.DataFrame()
+        )
+        results.insert(0, "experiment_id", exp.experiment_id) if len(results) else None
+        with warehouse.connect() as con:
+            if len(results):
+                con.register("results_frame", results)
+                replace_table(con, "feedback.experiment_results", "SELECT * FROM results_frame")
+            elif not table_exists(con, "feedback.experiment_results"):
+                replace_table(
+                    con,
+                    "feedback.experiment_results",
+                    "SELECT NULL::VARCHAR AS experiment_id, NULL::VARCHAR AS metric WHERE false",
+                )
+        metadata: dict = {"variants": outcomes["variant"].nunique(), "users": len(outcomes)}
+        if len(results):
+            shown = results[["metric", "variant_a", "variant_b", "value_a", "value_b", "lift", "ci_low", "ci_high",
+                             "p_value", "n_a", "n_b", "underpowered"]]
+            metadata["results"] = dg.MetadataValue.md(shown.round(4).to_markdown(index=False))
+            for row in results.itertuples():
+                metadata[f"{row.metric}/{row.variant_b}_vs_{row.variant_a}/lift"] = dg.MetadataValue.float(float(row.lift))
+                metadata[f"{row.metric}/{row.variant_b}_vs_{row.variant_a}/p_value"] = dg.MetadataValue.float(float(row.p_value))
+        if len(daily):
+            metadata["daily_ctr"] = dg.MetadataValue.md(daily_ctr_chart(daily))
+        return dg.MaterializeResult(metadata=metadata)
+
+    return [experiment_assignments, published_recommendations, experiment_results]
