@@ -208,8 +208,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         settings = replace(settings, event_weights={**settings.event_weights, **weights})
     if toml.get("experiment"):
         settings = replace(settings, experiment=ExperimentSettings(**toml["experiment"]))
-    if toml.get("model"):
-        settings = replace(settings, model=ModelSettings(**toml["model"]))
+    model = dict(toml.get("model", {}))
+    if env.get("RECS_HOLDOUT_DAYS"):
+        model["holdout_days"] = int(env["RECS_HOLDOUT_DAYS"])
+    if model:
+        settings = replace(settings, model=ModelSettings(**model))
     half_life = toml.get("interactions", {}).get("decay_half_life_days")
     if half_life:
         settings = replace(settings, decay_half_life_days=float(half_life))

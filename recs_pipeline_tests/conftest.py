@@ -20,15 +20,15 @@ MOVIELENS = SHARED_DATA_DIR / "movielens-100k"
 
 def settings_for(tmp: Path, **env: str) -> Settings:
     """Settings for a pipeline living entirely under ``tmp``."""
-    return load_settings({"RECS_DATA_DIR": str(tmp), **env})
+    return load_settings({"RECS_DATA_DIR": str(tmp), "RECS_HOLDOUT_DAYS": "3", **env})
 
 
 @pytest.fixture(scope="session")
 def small_shop_config():
     from recs_pipeline.synthetic.shop import ShopConfig
 
-    # Small but with every kind of dirt: 6 days, ~300 users, ~150 items, ~1,200 events a day.
-    return ShopConfig(seed=7, n_days=6, n_users=300, n_items=150, events_per_day=1200, dirt_rate=0.03)
+    # Small but with every kind of dirt: 10 days, ~300 users, ~150 items, ~1,200 events a day.
+    return ShopConfig(seed=7, n_days=10, n_users=300, n_items=150, events_per_day=1200, dirt_rate=0.03)
 
 
 @pytest.fixture(scope="session")

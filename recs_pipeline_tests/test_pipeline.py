@@ -133,7 +133,7 @@ def test_a_failing_blocking_check_stops_downstream_assets(built, tmp_path):
         [*defs.assets, *defs.asset_checks],
         resources=defs.resources,
         partition_key=days[0].isoformat(),
-        selection=dg.AssetSelection.keys(["raw", "events"], ["staging", "stg_events"]),
+        selection=dg.AssetSelection.keys(["raw", "events"], ["staging", "int_events_validated"], ["staging", "stg_events"]),
         raise_on_error=False,
     )
     failed_checks = [
@@ -144,7 +144,7 @@ def test_a_failing_blocking_check_stops_downstream_assets(built, tmp_path):
     assert failed_checks == ["raw_events_have_lineage"]
     materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
     assert "raw/events" in materialized
-    assert "staging/stg_events" not in materialized
+    assert "staging/int_events_validated" not in materialized and "staging/stg_events" not in materialized
 
 
 def test_training_interactions_follow_the_dbt_definition(built):

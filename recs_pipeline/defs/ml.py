@@ -47,8 +47,8 @@ def weighted_interactions_sql(settings: Settings, where: str, reference: str) ->
     )
     return f"""
         SELECT user_id, item_id,
-               sum(CASE event_type {cases} ELSE 0 END
-                   * power(0.5, date_diff('hour', event_ts, {reference}) / (24.0 * {float(settings.decay_half_life_days)})))
+               round(sum(CASE event_type {cases} ELSE 0 END
+                   * power(0.5, date_diff('hour', event_ts, {reference}) / (24.0 * {float(settings.decay_half_life_days)}))), 9)
                    AS weight,
                sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS n_purchases
         FROM staging.stg_events

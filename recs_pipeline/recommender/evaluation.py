@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recs_pipeline.ml import baselines, blend, metrics, scoring
 from recs_pipeline.ml.matrices import TrainingData, build_training_data
@@ -69,9 +70,11 @@ def _frame(ranked: scoring.Ranked, data: TrainingData) -> pd.DataFrame:
 
 def purchased_matrix(purchases: pd.DataFrame, data: TrainingData):
     """users x items, non-zero where the user bought the item (excluded from discoveries)."""
-    return baselines._user_item_matrix(
-        purchases, data.mappings.user_ids, data.mappings.item_ids, np.ones(len(purchases))
-    )
+    rows = data.mappings.user_codes(purchases["user_id"])
+    cols = data.mappings.item_codes(purchases["item_id"])
+    known = (rows >= 0) & (cols >= 0)
+    shape = (data.mappings.n_users, data.mappings.n_items)
+    return sp.csr_matrix((np.ones(int(known.sum())), (rows[known], cols[known])), shape=shape)
 
 
 def candidate_lists(

@@ -1,19 +1,19 @@
-"""A seeded, deterministic synthetic online shop: the project's built-in demo data.
+"""A seeded, deterministic synthetic online shop: the project's built-in default data.
 
-The shop has a catalogue (categories, brands, prices, descriptions, stock, launch
-dates), users (signup, age band, gender, country, marketing consent) and hidden
-*tastes*: each user loves a few categories, likes some brands and a price band. Daily
-behaviour follows those tastes — sessions of views, add-to-carts and purchases whose
-items are drawn with probability ``popularity^a x exp(b x affinity)`` — so a
-recommender has a real, measurable signal over popularity. Consumables (coffee,
-skincare, pet food...) are bought again, so "buy again" is a strong baseline too.
+Why it exists: the pipeline needs data that is (1) dirty in known ways, so that the
+quarantine can be checked line by line against ground truth, and (2) driven by real
+tastes, so that a recommender measurably beats popularity. Both come from latent
+user tastes that stay available (:meth:`SyntheticShop.affinity`, ``save_state``) for
+tests and benchmarks.
 
-When the pipeline's lists are fed back (``simulate_day(day, recommendations)``),
-visiting users see them (``impression`` events) and click and buy with a probability
-driven by their *true* affinity for the shown item: a better model earns more clicks.
-
-Everything is vectorised per day with numpy; the random stream of a day depends only
-on the seed and the day, so the same config always writes byte-identical files.
+The world: a catalogue of categories and brands with log-normal prices and Zipf-like
+popularity, and users whose tastes (a few loved categories, brand likes, a price band,
+a few latent factors) correlate a little with their age, gender and country. Users and
+items keep arriving during the simulated period. Each day, users visit in sessions of
+views drawn by popularity and taste, some of which turn into carts and purchases with a
+probability driven by the true taste; consumables get bought again on their cycle.
+Everything is vectorised with numpy (one Python loop per day and per category) and
+seeded from ``(seed, day)``, so the same config always writes the same bytes.
 """
 
 from __future__ import annotations
@@ -22,536 +22,786 @@ import csv
 import io
 import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-EVENT_COLUMNS = ["user_id", "item_id", "event_type", "event_ts", "quantity", "price", "session_id", "search_query"]
-ITEM_COLUMNS = ["item_id", "title", "category", "brand", "price", "description", "in_stock", "launch_date"]
-USER_COLUMNS = ["user_id", "signup_date", "age_band", "gender", "country", "marketing_consent"]
-DEFECT_KINDS = (
-    "duplicate",
-    "missing_user_id",
-    "unknown_event_type",
-    "unparseable_timestamp",
-    "future_timestamp",
-    "negative_price",
-    "unknown_item",
-    "malformed_line",
+from recs_pipeline.synthetic.dirt import DEFECT_KINDS, inject_defects
+from recs_pipeline.synthetic.vocabulary import (
+    AGE_BANDS,
+    AGE_SHARES,
+    BRANDS,
+    CATEGORIES,
+    COUNTRIES,
+    COUNTRY_SHARES,
+    GENDER_SHARES,
+    GENDERS,
+    HOURLY_TRAFFIC,
+    PRICE_BAND_BY_AGE,
+    PRICE_BANDS,
 )
 
-# category -> (median price, repeat-purchase propensity, attribute words)
-CATEGORIES: dict[str, tuple[float, float, tuple[str, ...]]] = {
-    "coffee": (9.0, 0.45, ("arabica", "espresso", "roast", "beans", "decaf")),
-    "tea": (6.0, 0.40, ("green", "herbal", "loose", "earl", "chai")),
-    "skincare": (18.0, 0.35, ("moisturiser", "serum", "spf", "gentle", "vitamin")),
-    "pet food": (22.0, 0.50, ("grain-free", "salmon", "chicken", "kibble", "senior")),
-    "snacks": (4.0, 0.30, ("crunchy", "salted", "protein", "vegan", "chocolate")),
-    "dresses": (45.0, 0.02, ("midi", "floral", "cotton", "wrap", "linen")),
-    "shoes": (70.0, 0.02, ("leather", "running", "suede", "trail", "canvas")),
-    "electronics": (120.0, 0.01, ("wireless", "bluetooth", "usb-c", "smart", "compact")),
-    "books": (14.0, 0.03, ("thriller", "cookbook", "paperback", "fantasy", "history")),
-    "toys": (25.0, 0.03, ("wooden", "puzzle", "plush", "building", "educational")),
-    "kitchen": (30.0, 0.04, ("ceramic", "steel", "nonstick", "bamboo", "glass")),
-    "garden": (28.0, 0.05, ("outdoor", "planter", "solar", "organic", "hose")),
-}
-BRAND_SYLLABLES = ("lu", "ma", "no", "ve", "ra", "ki", "so", "ta", "be", "lo", "mi", "zen", "or", "ka")
-COUNTRIES = ("GB", "DE", "FR", "US", "NL", "ES", "IT", "PL", "SE", "IE")
-COUNTRY_SHARES = (0.30, 0.16, 0.12, 0.12, 0.07, 0.07, 0.06, 0.04, 0.03, 0.03)
-AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
-AGE_SHARES = (0.14, 0.27, 0.23, 0.17, 0.11, 0.08)
-UNKNOWN_EVENT_TYPES = ("viewed", "wishlist", "PAGEVIEW", "purchased!")
-BAD_TIMESTAMPS = ("not-a-date", "2026-13-45 25:61", "yesterday", "31/02/2026 10:00")
+# The landing-zone contract with the ingestion code.
+EVENT_COLUMNS = ("user_id", "item_id", "event_type", "event_ts", "quantity", "price", "session_id", "search_query")
+ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "description", "in_stock", "launch_date")
+USER_COLUMNS = ("user_id", "signup_date", "age_band", "gender", "country", "marketing_consent")
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
+# Event types, in the order events of the same second are written.
+EVENT_TYPES = ("search", "impression", "click", "view", "add_to_cart", "remove_from_cart", "purchase")
+SEARCH, IMPRESSION, CLICK, VIEW, CART, REMOVE, PURCHASE = range(len(EVENT_TYPES))
 
-@dataclass(frozen=True)
-class ShopConfig:
-    seed: int = 42
-    start_date: date = date(2026, 9, 1)
-    n_days: int = 60
-    n_users: int = 5000  # final number of users: ~60% exist at the start, the rest sign up over the period
-    n_items: int = 2000  # final number of items: ~80% at the start, the rest launch over the period
-    events_per_day: int = 16000  # average, before weekly seasonality (about 1M events for 60 days)
-    dirt_rate: float = 0.01  # share of event lines that are defects
-    n_brands: int = 40
-    popularity_exponent: float = 0.6  # a in popularity^a
-    taste_strength: float = 2.2  # b in exp(b x affinity)
-    search_share: float = 0.25  # sessions that start with a search
-    out_of_stock_share: float = 0.05
+# How a viewed item got into a session.
+BROWSED, RECOMMENDED, REPLENISHED = 0, 1, 2
 
-    def scaled(self, scale: float) -> "ShopConfig":
-        """A bigger (or smaller) shop with the same behaviour."""
-        return replace(
-            self,
-            n_users=max(20, int(round(self.n_users * scale))),
-            n_items=max(20, int(round(self.n_items * scale))),
-            events_per_day=max(50, int(round(self.events_per_day * scale))),
-        )
+# Independent random streams of one day: organic behaviour does not reshuffle when
+# recommendations are shown (only the checkout time of sessions with a click moves).
+BROWSE_STREAM, RECS_STREAM, REPLENISH_STREAM, DIRT_STREAM = range(4)
+WORLD_DAY = 0  # the "day" of the streams that build the world (real days are ordinals > 700,000)
 
-    @property
-    def end_date(self) -> date:
-        return self.start_date + timedelta(days=self.n_days - 1)
+# --- Tastes -------------------------------------------------------------------------
+N_FACTORS = 8  # latent item/user factors: taste structure beyond category, brand and price
+TASTE_CONCENTRATION = 1.5  # Dirichlet concentration of category tastes: low = 1-3 loved categories
+DEMOGRAPHIC_SD = {"gender": 0.5, "age": 0.4, "country": 0.25}  # shift of category tastes (cold-start signal)
+BRAND_TASTE_SD = 0.6
+LATENT_WEIGHT = 0.7
+CATEGORY_WEIGHT, CATEGORY_FLOOR = 0.5, 0.02  # affinity term 0.5 * log(taste share + 0.02)
+# Utility of an item's price band (columns) for a user preferring a band (rows).
+PRICE_FIT = np.array([[0.5, -0.1, -0.8], [-0.1, 0.5, -0.1], [-0.8, -0.1, 0.5]])
+ZIPF_EXPONENT = 1.0  # base popularity of the item of popularity rank r is 1 / r
+NOVELTY_BOOST, NOVELTY_DAYS = 3.0, 7.0  # new items get up to 4x popularity, fading over a week or two
 
+# --- Sessions -----------------------------------------------------------------------
+EXPLORATION = 0.08  # share of category choices made from global shares instead of own taste
+SESSION_FOCUS = 0.75  # chance a view stays in the session's intent category
+MEAN_EXTRA_VIEWS = 3.0  # views per session = 1 + Poisson(3)
+SEARCH_SESSION_SHARE = 0.3  # sessions that start with a search
+MEAN_GAP_SECONDS, MIN_GAP_SECONDS = 35.0, 5  # between two views of a session
+EVENTS_PER_SESSION = 4.85  # measured mean events of a browse session at the default config
 
-@dataclass
-class GenerationReport:
-    n_days: int
-    n_events_written: int
-    n_defects: dict[str, int]
-    paths: list[Path] = field(default_factory=list)
-    seconds: float = 0.0
+# --- Funnel (probabilities are logistic in the true affinity) -----------------------
+CART_INTERCEPT, CART_SLOPE = -3.5, 1.0
+BUY_INTERCEPT, BUY_SLOPE = -0.8, 0.6
+REMOVE_SHARE = 0.4  # of carted, unbought items
+CLICK_INTERCEPT, CLICK_SLOPE = -2.0, 1.2  # of a shown recommendation, before position bias
+MAX_SHOWN = 10  # recommendations shown to a visiting user
+
+# --- Replenishment of consumables ---------------------------------------------------
+REPLENISH_READY = 0.8  # a consumable can be bought again after 80% of its cycle...
+REPLENISH_HAZARD = 0.15  # ...with this daily chance, times the user's loyalty to the item
+LOYALTY_INTERCEPT = 1.0
+REPLENISH_EVENTS = 3  # view, add_to_cart, purchase
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class SyntheticShop:
-    """The catalogue, the users and their hidden tastes, and a day-by-day simulator."""
+def _sample_rows(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One column index per row, drawn with probability proportional to the row's weights."""
+    cdf = np.cumsum(weights, axis=1)
+    u = rng.random(len(weights))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), weights.shape[1] - 1)
 
-    def __init__(self, config: ShopConfig = ShopConfig()):
-        self.config = config
-        rng = np.random.default_rng([config.seed, 0])
-        self._build_catalogue(rng)
-        self._build_users(rng)
-        # What each user bought so far (users x items counts): drives repeat purchases.
-        self.purchases = sp.csr_matrix((config.n_users, config.n_items), dtype=np.float32)
-        self.last_day: date | None = None
-        sample_u = rng.integers(0, config.n_users, 400)
-        sample_i = rng.integers(0, config.n_items, 400)
-        raw = self._affinity_idx(sample_u[:, None], sample_i[None, :])
-        self._aff_mean, self._aff_std = float(raw.mean()), float(raw.std() + 1e-9)
 
-    # ------------------------------------------------------------------ set-up
-    def _build_catalogue(self, rng: np.random.Generator) -> None:
-        cfg = self.config
-        names = list(CATEGORIES)
-        self.category_names = names
-        n_cat = len(names)
-        brand_names = []
-        for b in range(cfg.n_brands):
-            parts = rng.choice(BRAND_SYLLABLES, 2, replace=True)
-            brand_names.append(("".join(parts) + f"{b % 7}" if b >= 14 else "".join(parts)).capitalize())
-        self.brand_names = brand_names
-        # Each brand sells in two or three categories.
-        brand_cats = [rng.choice(n_cat, rng.integers(2, 4), replace=False) for _ in range(cfg.n_brands)]
-        cat_share = rng.dirichlet(np.full(n_cat, 3.0))
-        item_cat = rng.choice(n_cat, cfg.n_items, p=cat_share)
-        item_brand = np.empty(cfg.n_items, dtype=np.int64)
-        for c in range(n_cat):
-            makers = [b for b in range(cfg.n_brands) if c in brand_cats[b]] or [c % cfg.n_brands]
-            members = np.flatnonzero(item_cat == c)
-            item_brand[members] = rng.choice(makers, len(members))
-        medians = np.array([CATEGORIES[n][0] for n in names])
-        price = np.round(medians[item_cat] * rng.lognormal(0.0, 0.45, cfg.n_items), 2).clip(0.5)
-        # Price band 0..4: quintile within the category.
-        band = np.zeros(cfg.n_items, dtype=np.int64)
-        for c in range(n_cat):
-            members = np.flatnonzero(item_cat == c)
-            if len(members):
-                ranks = price[members].argsort().argsort()
-                band[members] = (ranks * 5) // len(members)
-        # Power-law popularity, independent of taste.
-        popularity = 1.0 / np.power(rng.permutation(cfg.n_items) + 1.0, 0.9)
-        n_start = int(round(cfg.n_items * 0.8))
-        launch_offset = np.concatenate(
-            [-rng.integers(1, 720, n_start), np.sort(rng.integers(0, cfg.n_days, cfg.n_items - n_start))]
-        )
-        attr_words = [CATEGORIES[names[c]][2] for c in item_cat]
-        word_a = rng.integers(0, 5, cfg.n_items)
-        word_b = (word_a + 1 + rng.integers(0, 4, cfg.n_items)) % 5
-        ids = np.array([f"I{i:05d}" for i in range(cfg.n_items)], dtype=object)
-        titles, descriptions = [], []
-        for i in range(cfg.n_items):
-            w1, w2 = attr_words[i][word_a[i]], attr_words[i][word_b[i]]
-            cat = names[item_cat[i]]
-            titles.append(f"{brand_names[item_brand[i]]} {w1} {cat}")
-            descriptions.append(f"{w1.capitalize()} {w2} {cat} by {brand_names[item_brand[i]]}, {w2} finish")
-        self.item_cat, self.item_brand, self.item_band = item_cat, item_brand, band
-        self.item_price, self.item_popularity = price, popularity
-        self.item_launch = np.array([cfg.start_date + timedelta(days=int(o)) for o in launch_offset])
-        self.item_launch_ord = np.array([d.toordinal() for d in self.item_launch])
-        self.item_repeat = np.array([CATEGORIES[names[c]][1] for c in item_cat])
-        self.items = pd.DataFrame(
-            {
-                "item_id": ids,
-                "title": titles,
-                "category": [names[c] for c in item_cat],
-                "brand": [brand_names[b] for b in item_brand],
-                "price": price,
-                "description": descriptions,
-                "in_stock": rng.random(cfg.n_items) >= cfg.out_of_stock_share,
-                "launch_date": self.item_launch,
-            }
-        )
-        self.item_words = attr_words
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so the same state gives the same bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
 
-    def _build_users(self, rng: np.random.Generator) -> None:
-        cfg = self.config
-        n, n_cat = cfg.n_users, len(self.category_names)
-        country = rng.choice(len(COUNTRIES), n, p=COUNTRY_SHARES)
-        age = rng.choice(len(AGE_BANDS), n, p=AGE_SHARES)
-        # Country and age nudge the category prior a little (so profile features help
-        # cold start); each user still concentrates on one to three categories.
-        country_bias = rng.normal(0, 0.6, (len(COUNTRIES), n_cat))
-        age_bias = rng.normal(0, 0.6, (len(AGE_BANDS), n_cat))
-        prior = np.exp(country_bias[country] + age_bias[age])
-        self.user_cat = np.vstack([rng.dirichlet(0.35 * p / p.mean()) for p in prior])
-        self.user_brand = rng.normal(0, 1.0, (n, cfg.n_brands)) * (rng.random((n, cfg.n_brands)) < 0.15)
-        self.user_band = rng.integers(0, 5, n)
-        self.user_activity = rng.lognormal(0.0, 0.8, n)
-        self.user_repeat = rng.beta(2, 3, n)
-        n_start = int(round(n * 0.6))
-        offset = np.concatenate([-rng.integers(1, 900, n_start), np.sort(rng.integers(0, cfg.n_days, n - n_start))])
-        self.user_signup = np.array([cfg.start_date + timedelta(days=int(o)) for o in offset])
-        self.user_signup_ord = np.array([d.toordinal() for d in self.user_signup])
-        self.users = pd.DataFrame(
-            {
-                "user_id": np.array([f"U{u:06d}" for u in range(n)], dtype=object),
-                "signup_date": self.user_signup,
-                "age_band": [AGE_BANDS[a] for a in age],
-                "gender": rng.choice(["F", "M", "X"], n, p=[0.52, 0.45, 0.03]),
-                "country": [COUNTRIES[c] for c in country],
-                "marketing_consent": rng.random(n) < 0.6,
-            }
+
+@dataclass(frozen=True)
+class ShopConfig:
+    """Everything that determines a synthetic shop; equal configs give identical files."""
+
+    seed: int = 42
+    start_date: date = date(2026, 9, 1)
+    n_days: int = 60
+    n_users: int = 5000  # final number: ~60% exist at the start, the rest sign up during the period
+    n_items: int = 2000  # final number: ~80% at the start, the rest launch during the period
+    events_per_day: int = 16000  # average before weekly seasonality and user growth
+    dirt_rate: float = 0.01  # fraction of event lines that are defects
+    initial_user_share: float = 0.6
+    initial_item_share: float = 0.8
+    weekend_uplift: float = 1.3  # Saturday and Sunday traffic relative to weekdays
+    out_of_stock_share: float = 0.05
+    popularity_weight: float = 0.8  # item choice is proportional to popularity ** this...
+    taste_weight: float = 1.5  # ...times exp(this * within-category taste match)
+
+    def __post_init__(self) -> None:
+        if self.n_days < 1 or self.n_users < 1 or self.n_items < 1 or self.events_per_day < 0:
+            raise ValueError(f"n_days, n_users and n_items must be >= 1 and events_per_day >= 0: {self}")
+        if not 0.0 <= self.dirt_rate < 0.5:
+            raise ValueError(f"dirt_rate must be in [0, 0.5): {self.dirt_rate}")
+        if not (0.0 <= self.initial_user_share <= 1.0 and 0.0 <= self.initial_item_share <= 1.0):
+            raise ValueError("initial_user_share and initial_item_share must be in [0, 1]")
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start_date + timedelta(days=i) for i in range(self.n_days)]
+
+    def scaled(self, scale: float) -> ShopConfig:
+        """The same shop ``scale`` times bigger: users, items and daily events."""
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0: {scale}")
+        return replace(
+            self,
+            n_users=max(1, round(self.n_users * scale)),
+            n_items=max(1, round(self.n_items * scale)),
+            events_per_day=max(1, round(self.events_per_day * scale)),
         )
 
-    # ------------------------------------------------------------------ tastes
-    def _affinity_idx(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """True utility of items for users (index arrays broadcast against each other)."""
-        cat = np.log(self.user_cat[users, self.item_cat[items]] + 1e-3)
-        brand = self.user_brand[users, self.item_brand[items]]
-        price = -0.5 * np.abs(self.item_band[items] - self.user_band[users])
-        return cat + 0.6 * brand + price
-
-    def affinity(self, user_ids, item_ids) -> np.ndarray:
-        """Standardised true affinity matrix (len(user_ids) x len(item_ids))."""
-        u = np.array([int(str(x)[1:]) for x in user_ids])
-        i = np.array([int(str(x)[1:]) for x in item_ids])
-        return (self._affinity_idx(u[:, None], i[None, :]) - self._aff_mean) / self._aff_std
-
-    # ------------------------------------------------------------------ one day
-    def simulate_day(self, day: date, recommendations: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Clean canonical events of one day (no dirt), sorted by time."""
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, day.toordinal()])
-        ordinal = day.toordinal()
-        active = np.flatnonzero(self.user_signup_ord <= ordinal)
-        live_items = np.flatnonzero(self.item_launch_ord <= ordinal)
-        season = 1.3 if day.weekday() >= 5 else 1.0
-        # ~7 events per session: calibrate the visit probability to the event budget.
-        expected_sessions = cfg.events_per_day * season / 7.0
-        weights = self.user_activity[active]
-        p_visit = np.clip(expected_sessions * weights / weights.sum(), 0, 0.95)
-        visitors = active[rng.random(len(active)) < p_visit]
-        if len(visitors) == 0 or len(live_items) == 0:
-            self.last_day = day
-            return pd.DataFrame(columns=EVENT_COLUMNS)
-
-        # Browsing: views drawn without replacement by popularity^a x exp(b x affinity)
-        # (Gumbel top-k), then a funnel whose conversion depends on the affinity.
-        aff = (self._affinity_idx(visitors[:, None], live_items[None, :]) - self._aff_mean) / self._aff_std
-        logits = cfg.popularity_exponent * np.log(self.item_popularity[live_items]) + cfg.taste_strength * aff
-        n_views = np.minimum(1 + rng.poisson(4.0, len(visitors)), len(live_items))
-        max_views = int(n_views.max())
-        gumbel = logits - np.log(-np.log(rng.random(logits.shape)))
-        top = np.argpartition(-gumbel, max_views - 1, axis=1)[:, :max_views]
-        order = np.argsort(-np.take_along_axis(gumbel, top, axis=1), axis=1)
-        top = np.take_along_axis(top, order, axis=1)
-        keep = np.arange(max_views)[None, :] < n_views[:, None]
-        v_user = np.repeat(np.arange(len(visitors))[:, None], max_views, axis=1)[keep]
-        v_item = live_items[top[keep]]
-        v_aff = np.take_along_axis(aff, top, axis=1)[keep]
-        v_pos = np.broadcast_to(np.arange(max_views), keep.shape)[keep]
-
-        frames = [self._funnel(rng, visitors, v_user, v_item, v_aff, v_pos, source="browse")]
-
-        # Repeat purchases of consumables the user bought before.
-        bought = self.purchases[visitors]
-        if bought.nnz:
-            coo = bought.tocoo()
-            propensity = self.item_repeat[coo.col] * self.user_repeat[visitors[coo.row]]
-            draw = rng.random(len(coo.data)) < propensity * 0.35
-            r_user, r_item = coo.row[draw], coo.col[draw]
-            if len(r_user):
-                frames.append(self._repeat_purchases(rng, visitors, r_user, r_item))
-
-        # Recommendations shown to visiting users, if the pipeline published any.
-        if recommendations is not None and len(recommendations):
-            frames.append(self._respond_to_recommendations(rng, day, visitors, recommendations))
-
-        # Searches at the start of some sessions.
-        searching = np.flatnonzero(rng.random(len(visitors)) < cfg.search_share)
-        if len(searching):
-            fav = np.array([rng.choice(len(self.category_names), p=self.user_cat[u]) for u in visitors[searching]])
-            words = [CATEGORIES[self.category_names[c]][2][rng.integers(0, 5)] for c in fav]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "visitor": searching,
-                        "item": -1,
-                        "event_type": "search",
-                        "step": -1,
-                        "quantity": 1,
-                        "search_query": [f"{w} {self.category_names[c]}" for w, c in zip(words, fav)],
-                    }
-                )
-            )
-
-        events = pd.concat(frames, ignore_index=True)
-        events["search_query"] = events.get("search_query", pd.Series(dtype=object))
-        # Timestamps: sessions start through the day (busier in the evening), steps a
-        # few seconds to minutes apart; strictly increasing within a session.
-        start = np.clip(rng.normal(15.5 * 3600, 4.5 * 3600, len(visitors)), 0, 22 * 3600).astype(np.int64)
-        events = events.sort_values(["visitor", "step", "event_type", "item"], kind="stable").reset_index(drop=True)
-        gaps = 1 + rng.exponential(40.0, len(events)).astype(np.int64)
-        offset = pd.Series(gaps).groupby(events["visitor"].to_numpy()).cumsum().to_numpy()
-        seconds = np.minimum(start[events["visitor"].to_numpy()] + offset, 86399)
-        base = pd.Timestamp(day)
-        ts = base + pd.to_timedelta(seconds, unit="s")
-        items = events["item"].to_numpy()
-        is_item = items >= 0
-        out = pd.DataFrame(
-            {
-                "user_id": self.users["user_id"].to_numpy()[visitors[events["visitor"].to_numpy()]],
-                "item_id": np.where(is_item, np.array([f"I{i:05d}" for i in np.maximum(items, 0)], dtype=object), ""),
-                "event_type": events["event_type"].to_numpy(),
-                "event_ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "quantity": events["quantity"].to_numpy(dtype=np.int64),
-                "price": np.where(is_item, np.char.mod("%.2f", self.item_price[np.maximum(items, 0)]), ""),
-                "session_id": [f"S{day:%Y%m%d}-{v:06d}" for v in events["visitor"].to_numpy()],
-                "search_query": events["search_query"].fillna("").to_numpy(),
-                "_ts": seconds,
-            }
-        )
-        # Remember purchases for tomorrow's repeat behaviour.
-        bought_rows = out["event_type"] == "purchase"
-        if bought_rows.any():
-            u_idx = visitors[events["visitor"].to_numpy()[bought_rows.to_numpy()]]
-            i_idx = items[bought_rows.to_numpy()]
-            self.purchases = (
-                self.purchases
-                + sp.csr_matrix(
-                    (np.ones(len(u_idx), dtype=np.float32), (u_idx, i_idx)), shape=self.purchases.shape
-                )
-            ).tocsr()
-        self.last_day = day
-        out = out.sort_values(["_ts", "session_id"], kind="stable").drop(columns="_ts").reset_index(drop=True)
-        return out[EVENT_COLUMNS]
-
-    def _funnel(self, rng, visitors, v_user, v_item, v_aff, v_pos, source: str) -> pd.DataFrame:
-        """Views, then add-to-carts and purchases with affinity-driven probabilities."""
-        cart = rng.random(len(v_item)) < _sigmoid(-2.3 + 1.3 * v_aff)
-        remove = cart & (rng.random(len(v_item)) < 0.08)
-        buy = cart & ~remove & (rng.random(len(v_item)) < _sigmoid(-0.4 + 0.9 * v_aff))
-        qty = 1 + rng.poisson(0.3, len(v_item))
-        step = v_pos * 4
-        parts = [
-            pd.DataFrame({"visitor": v_user, "item": v_item, "event_type": "view", "step": step, "quantity": 1}),
-            pd.DataFrame({"visitor": v_user[cart], "item": v_item[cart], "event_type": "add_to_cart",
-                          "step": step[cart] + 1, "quantity": qty[cart]}),
-            pd.DataFrame({"visitor": v_user[remove], "item": v_item[remove], "event_type": "remove_from_cart",
-                          "step": step[remove] + 2, "quantity": qty[remove]}),
-            pd.DataFrame({"visitor": v_user[buy], "item": v_item[buy], "event_type": "purchase",
-                          "step": 1000 + step[buy], "quantity": qty[buy]}),
-        ]
-        return pd.concat(parts, ignore_index=True)
-
-    def _repeat_purchases(self, rng, visitors, r_user, r_item) -> pd.DataFrame:
-        qty = 1 + rng.poisson(0.5, len(r_user))
-        step = 500 + np.arange(len(r_user)) % 50
-        return pd.concat(
-            [
-                pd.DataFrame({"visitor": r_user, "item": r_item, "event_type": "view", "step": step, "quantity": 1}),
-                pd.DataFrame({"visitor": r_user, "item": r_item, "event_type": "add_to_cart", "step": step + 1,
-                              "quantity": qty}),
-                pd.DataFrame({"visitor": r_user, "item": r_item, "event_type": "purchase", "step": 1500 + step,
-                              "quantity": qty}),
-            ],
-            ignore_index=True,
-        )
-
-    def _respond_to_recommendations(self, rng, day, visitors, recommendations) -> pd.DataFrame:
-        """Impressions of each visiting user's list; clicks and purchases by true affinity."""
-        row_of_user = pd.Series(np.arange(len(visitors)), index=self.users["user_id"].to_numpy()[visitors])
-        recs = recommendations[recommendations["user_id"].isin(row_of_user.index)]
-        recs = recs[recs["item_id"].str.match(r"^I\d{5}$")]
-        if recs.empty:
-            return pd.DataFrame(columns=["visitor", "item", "event_type", "step", "quantity"])
-        visitor = row_of_user.reindex(recs["user_id"]).to_numpy()
-        item = recs["item_id"].str[1:].astype(int).to_numpy()
-        rank = recs["rank"].to_numpy()
-        launched = self.item_launch_ord[item] <= day.toordinal()
-        visitor, item, rank = visitor[launched], item[launched], rank[launched]
-        aff = (self._affinity_idx(visitors[visitor], item) - self._aff_mean) / self._aff_std
-        click = rng.random(len(item)) < _sigmoid(-3.2 + 1.4 * aff - 0.05 * rank)
-        step = 100 + rank * 4
-        shown = pd.DataFrame({"visitor": visitor, "item": item, "event_type": "impression", "step": step, "quantity": 1})
-        clicked = pd.DataFrame({"visitor": visitor[click], "item": item[click], "event_type": "click",
-                                "step": step[click] + 1, "quantity": 1})
-        funnel = self._funnel(rng, visitors, visitor[click], item[click], aff[click], 30 + rank[click], "recs")
-        funnel = funnel[funnel["event_type"] != "view"]
-        return pd.concat([shown, clicked, funnel], ignore_index=True)
-
-    # ------------------------------------------------------------------ state
-    def save_state(self, path: Path) -> None:
-        """Purchase history and the last simulated day (tastes are rebuilt from the seed)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        coo = self.purchases.tocoo()
-        np.savez(path, row=coo.row, col=coo.col, data=coo.data)
-        meta = {"config": {**asdict(self.config), "start_date": self.config.start_date.isoformat()},
-                "last_day": self.last_day.isoformat() if self.last_day else None}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "start_date": self.start_date.isoformat()}, sort_keys=True)
 
     @classmethod
-    def load_state(cls, path: Path) -> "SyntheticShop":
-        path = Path(path)
-        meta = json.loads(path.with_suffix(".json").read_text())
-        config = ShopConfig(**{**meta["config"], "start_date": date.fromisoformat(meta["config"]["start_date"])})
-        shop = cls(config)
-        with np.load(path if path.suffix == ".npz" else path.with_suffix(".npz")) as arrays:
-            shop.purchases = sp.csr_matrix(
-                (arrays["data"], (arrays["row"], arrays["col"])), shape=(config.n_users, config.n_items)
+    def from_json(cls, text: str) -> ShopConfig:
+        values = json.loads(text)
+        return cls(**{**values, "start_date": date.fromisoformat(values["start_date"])})
+
+
+def _arrival_days(
+    rng: np.random.Generator, n: int, initial_share: float, config: ShopConfig, history_days: int
+) -> np.ndarray:
+    """Sorted day ordinals at which ``n`` users/items appear: ``initial_share`` of them during
+    the ``history_days`` before the start, the rest on the days of the period after the first."""
+    start = config.start_date.toordinal()
+    n_initial = round(n * initial_share)
+    before = start - rng.integers(1, history_days + 1, size=n_initial)
+    during = start + rng.integers(min(1, config.n_days - 1), config.n_days, size=n - n_initial)
+    return np.sort(np.concatenate([before, during]))
+
+
+@dataclass
+class _Part:
+    """Sessions and the items viewed in them, from one source of traffic, with the random
+    draws their events need (drawn from that source's own stream)."""
+
+    s_user: np.ndarray
+    s_start: np.ndarray  # second of the day
+    s_search: np.ndarray  # starts with a search (browse sessions only)
+    s_query_variant: np.ndarray
+    s_checkout_delay: np.ndarray
+    v_sess: np.ndarray  # index into this part's sessions (browse part: into all sessions)
+    v_item: np.ndarray
+    v_kind: int
+    v_gap: np.ndarray
+    v_cart_delay: np.ndarray
+    v_u: np.ndarray  # (n_views, 3) uniforms for cart, purchase and remove decisions
+    v_quantity: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Part:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z.astype(bool), z, z, z, z, BROWSED, z, z, np.zeros((0, 3)), z)
+
+
+class SyntheticShop:
+    """A simulated shop: its world (catalogue, users, latent tastes) and its daily behaviour.
+
+    Days must be simulated in increasing order: repeat purchases depend on what was
+    bought before. To branch a simulation (e.g. with and without recommendations), save
+    the state and load it twice.
+    """
+
+    # The arrays that define the world and the simulation state (what save_state writes).
+    _STATE_ARRAYS = (
+        "item_category", "item_brand", "item_attr1", "item_attr2", "item_noun", "item_lead", "item_detail",
+        "item_price", "item_band", "item_popularity", "item_launch", "item_in_stock", "item_factors",
+        "user_signup", "user_age", "user_gender", "user_country", "user_consent", "user_activity",
+        "category_taste", "brand_taste", "user_price_band", "user_factors",
+        "history_user", "history_item", "history_day",
+    )  # fmt: skip
+
+    categories: tuple[str, ...] = tuple(c.name for c in CATEGORIES)
+    items: pd.DataFrame
+    users: pd.DataFrame
+    category_taste: np.ndarray  # (n_users, n_categories) true share of each category in a user's taste
+
+    def __init__(self, config: ShopConfig):
+        self.config = config
+        self.last_simulated_day: date | None = None
+        self._build_catalogue(self._world_rng(0))
+        self._build_users(self._world_rng(1))
+        self._derive()
+        self._seed_history(self._world_rng(2))
+
+    def _world_rng(self, part: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, WORLD_DAY, part])
+
+    def _day_rng(self, day: date, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, day.toordinal(), stream])
+
+    # --- the world -----------------------------------------------------------------
+
+    def _build_catalogue(self, rng: np.random.Generator) -> None:
+        n, n_cat, n_brands = self.config.n_items, len(CATEGORIES), len(BRANDS)
+        # Item ids follow launch order: the newest items have the highest ids.
+        self.item_launch = _arrival_days(rng, n, self.config.initial_item_share, self.config, history_days=730)
+        # Each brand has a home category and sometimes sells in one or two more.
+        brand_in_category = rng.random((n_brands, n_cat)) < 0.08
+        brand_in_category[np.arange(n_brands), rng.permutation(n_brands) % n_cat] = True
+        brand_size = rng.permutation(1.0 / np.arange(1, n_brands + 1) ** 0.7)
+        brand_tier = np.exp(rng.normal(0.0, 0.3, n_brands))  # premium brands cost more everywhere
+
+        self.item_category = rng.choice(n_cat, size=n, p=[c.share for c in CATEGORIES])
+        self.item_brand = np.zeros(n, dtype=np.int64)
+        for c in range(n_cat):
+            members = np.flatnonzero(self.item_category == c)
+            sellers = np.flatnonzero(brand_in_category[:, c])
+            weights = brand_size[sellers] / brand_size[sellers].sum()
+            self.item_brand[members] = rng.choice(sellers, size=len(members), p=weights)
+
+        def word_index(words_per_category: list[int]) -> np.ndarray:
+            return rng.integers(0, np.array(words_per_category)[self.item_category])
+
+        self.item_attr1 = word_index([len(c.attr1) for c in CATEGORIES])
+        self.item_attr2 = word_index([len(c.attr2) for c in CATEGORIES])
+        self.item_noun = word_index([len(c.nouns) for c in CATEGORIES])
+        self.item_lead = word_index([len(c.leads) for c in CATEGORIES])
+        detail = word_index([len(c.details) for c in CATEGORIES])
+        self.item_detail = np.where(rng.random(n) < 0.25, detail, -1)  # -1: no ", detail" ending
+
+        median = np.array([c.median_price for c in CATEGORIES])[self.item_category]
+        sigma = np.array([c.price_sigma for c in CATEGORIES])[self.item_category]
+        raw = median * brand_tier[self.item_brand] * np.exp(rng.normal(0.0, 1.0, n) * sigma)
+        self.item_price = np.maximum(np.ceil(raw) - 0.01, 0.99).round(2)
+        # Price band = tertile of the price within the item's category.
+        within = pd.Series(self.item_price).groupby(self.item_category).rank(pct=True, method="first")
+        self.item_band = (np.ceil(within.to_numpy() * 3) - 1).astype(np.int64)
+
+        popularity = 1.0 / rng.permutation(np.arange(1, n + 1)) ** ZIPF_EXPONENT
+        self.item_popularity = popularity / popularity.sum()
+        self.item_in_stock = rng.random(n) >= self.config.out_of_stock_share
+        self.item_factors = rng.normal(0.0, 1.0, (n, N_FACTORS))
+
+    def _build_users(self, rng: np.random.Generator) -> None:
+        n, n_cat = self.config.n_users, len(CATEGORIES)
+        self.user_signup = _arrival_days(rng, n, self.config.initial_user_share, self.config, history_days=1095)
+        self.user_age = rng.choice(len(AGE_BANDS), size=n, p=AGE_SHARES)
+        self.user_gender = rng.choice(len(GENDERS), size=n, p=GENDER_SHARES)
+        self.user_country = rng.choice(len(COUNTRIES), size=n, p=COUNTRY_SHARES)
+        self.user_consent = rng.random(n) < 0.6
+        self.user_activity = rng.lognormal(0.0, 1.0, n)  # heavy users visit far more often
+
+        # Demographics shift the prior of category tastes a little: user features help cold start.
+        logits = (
+            np.log([c.share for c in CATEGORIES])
+            + rng.normal(0.0, DEMOGRAPHIC_SD["gender"], (len(GENDERS), n_cat))[self.user_gender]
+            + rng.normal(0.0, DEMOGRAPHIC_SD["age"], (len(AGE_BANDS), n_cat))[self.user_age]
+            + rng.normal(0.0, DEMOGRAPHIC_SD["country"], (len(COUNTRIES), n_cat))[self.user_country]
+        )
+        prior = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        gammas = rng.gamma(TASTE_CONCENTRATION * prior) + 1e-12
+        self.category_taste = gammas / gammas.sum(axis=1, keepdims=True)
+        self.brand_taste = rng.normal(0.0, BRAND_TASTE_SD, (n, len(BRANDS)))
+        self.user_price_band = _sample_rows(np.array(PRICE_BAND_BY_AGE)[self.user_age], rng)
+        self.user_factors = rng.normal(0.0, 1.0, (n, N_FACTORS))
+
+    def _seed_history(self, rng: np.random.Generator) -> None:
+        """Consumables that users who exist before the start already buy regularly."""
+        start = self.config.start_date.toordinal()
+        existing = np.flatnonzero(self.user_signup < start)
+        launched = self.item_launch < start
+        users, items, days = [], [], []
+        for c, category in enumerate(CATEGORIES):
+            candidates = np.flatnonzero(launched & (self.item_category == c))
+            if not category.repurchase_days or not len(candidates):
+                continue
+            buyers = existing[rng.random(len(existing)) < np.minimum(1.5 * self.category_taste[existing, c], 0.9)]
+            users.append(buyers)
+            items.append(candidates[self._choose(buyers, candidates, start - 1, rng)])
+            days.append(start - rng.integers(1, category.repurchase_days + 1, size=len(buyers)))
+        self.history_user = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
+        self.history_item = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+        self.history_day = np.concatenate(days) if days else np.zeros(0, dtype=np.int64)
+
+    def _derive(self) -> None:
+        """Everything computed from the state arrays: ids, text, the public frames."""
+        cfg = self.config
+        self.item_ids = np.array([f"I{i:0{max(5, len(str(cfg.n_items)))}d}" for i in range(cfg.n_items)], dtype=object)
+        self.user_ids = np.array([f"U{i:0{max(6, len(str(cfg.n_users)))}d}" for i in range(cfg.n_users)], dtype=object)
+        self._item_index = pd.Index(self.item_ids)
+        self._user_index = pd.Index(self.user_ids)
+        self._repurchase_days = np.array([c.repurchase_days for c in CATEGORIES])
+        self._category_share = np.array([c.share for c in CATEGORIES])
+
+        def words(attr: str, index: np.ndarray) -> pd.Series:
+            table = [getattr(c, attr) for c in CATEGORIES]
+            return pd.Series([table[c][i] for c, i in zip(self.item_category, index)], dtype=object)
+
+        attr1, attr2, noun = words("attr1", self.item_attr1), words("attr2", self.item_attr2), words("nouns", self.item_noun)
+        lead = words("leads", self.item_lead)
+        has_detail = self.item_detail >= 0
+        detail = words("details", np.where(has_detail, self.item_detail, 0)).where(has_detail, "")
+        brand = pd.Series(np.array(BRANDS, dtype=object)[self.item_brand])
+        title = (brand + " " + attr1 + " " + attr2 + " " + noun).str.title().str.replace("'S", "'s")
+        description = lead + " " + attr1 + " " + attr2 + " " + noun + " by " + brand
+        description = description.where(~has_detail, description + ", " + detail)
+        # What a shopper looking for the item might type.
+        self._queries = np.stack(
+            [attr1 + " " + attr2 + " " + noun, attr2 + " " + noun, attr1 + " " + noun, brand.str.lower() + " " + noun],
+            axis=1,
+        ).astype(object)
+
+        self.items = pd.DataFrame(
+            {
+                "item_id": self.item_ids,
+                "title": title,
+                "category": np.array(self.categories, dtype=object)[self.item_category],
+                "brand": brand,
+                "price": self.item_price,
+                "description": description,
+                "in_stock": self.item_in_stock,
+                "launch_date": [date.fromordinal(int(d)) for d in self.item_launch],
+                "price_band": np.array(PRICE_BANDS, dtype=object)[self.item_band],
+                "popularity": self.item_popularity,
+            }
+        )
+        self.users = pd.DataFrame(
+            {
+                "user_id": self.user_ids,
+                "signup_date": [date.fromordinal(int(d)) for d in self.user_signup],
+                "age_band": np.array(AGE_BANDS, dtype=object)[self.user_age],
+                "gender": np.array(GENDERS, dtype=object)[self.user_gender],
+                "country": np.array(COUNTRIES, dtype=object)[self.user_country],
+                "marketing_consent": self.user_consent,
+                "activity": self.user_activity,
+                "preferred_price_band": np.array(PRICE_BANDS, dtype=object)[self.user_price_band],
+                "top_category": np.array(self.categories, dtype=object)[self.category_taste.argmax(axis=1)],
+            }
+        )
+        # Traffic grows with the user base; normalised so the period averages events_per_day.
+        period = np.array([d.toordinal() for d in cfg.days])
+        signed_up = np.searchsorted(self.user_signup, period, side="right")
+        self._mean_signed_up = max(float(signed_up.mean()), 1.0)
+
+    # --- tastes --------------------------------------------------------------------
+
+    def _within_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Taste match of users (rows) for items (columns) beyond the category: brand,
+        price band and latent factors. einsum, not BLAS, so every machine gets the same bits."""
+        latent = np.einsum("uk,ik->ui", self.user_factors[users], self.item_factors[items])
+        return (
+            self.brand_taste[users][:, self.item_brand[items]]
+            + PRICE_FIT[self.user_price_band[users]][:, self.item_band[items]]
+            + LATENT_WEIGHT * latent / np.sqrt(N_FACTORS)
+        )
+
+    def _affinity_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """True affinity of each (user, item) pair; see :meth:`affinity`."""
+        latent = np.einsum("ik,ik->i", self.user_factors[users], self.item_factors[items])
+        return (
+            CATEGORY_WEIGHT * np.log(self.category_taste[users, self.item_category[items]] + CATEGORY_FLOOR)
+            + self.brand_taste[users, self.item_brand[items]]
+            + PRICE_FIT[self.user_price_band[users], self.item_band[items]]
+            + LATENT_WEIGHT * latent / np.sqrt(N_FACTORS)
+        )
+
+    def affinity(self, user_ids, item_ids) -> np.ndarray:
+        """The true latent utility of each user (rows) for each item (columns).
+
+        Purchases and clicks are logistic in it; the popularity that also drives views
+        is not part of it. Roughly in [-4, 3]: a category the user ignores costs ~-1.9,
+        the user's favourite ~-0.3, and brand, price and latent match add about N(0, 1).
+        """
+        users = self._positions(self._user_index, user_ids, "user")
+        items = self._positions(self._item_index, item_ids, "item")
+        category_term = CATEGORY_WEIGHT * np.log(self.category_taste[users][:, self.item_category[items]] + CATEGORY_FLOOR)
+        return category_term + self._within_matrix(users, items)
+
+    @staticmethod
+    def _positions(index: pd.Index, ids, what: str) -> np.ndarray:
+        positions = index.get_indexer(pd.Index(np.asarray(ids, dtype=object)))
+        if (positions < 0).any():
+            unknown = np.asarray(ids, dtype=object)[positions < 0][:5]
+            raise KeyError(f"unknown {what} id(s): {', '.join(map(str, unknown))}")
+        return positions
+
+    def _effective_popularity(self, day: int) -> np.ndarray:
+        """Base popularity with a fading boost for items launched in the last weeks."""
+        age = np.maximum(day - self.item_launch, 0)
+        return self.item_popularity * (1.0 + NOVELTY_BOOST * np.exp(-age / NOVELTY_DAYS))
+
+    def _choose(self, users: np.ndarray, candidates: np.ndarray, day: int, rng: np.random.Generator) -> np.ndarray:
+        """For each user, the position in ``candidates`` of one item drawn with probability
+        proportional to popularity^a * exp(b * taste match) (Gumbel-max trick)."""
+        if not len(users):
+            return np.zeros(0, dtype=np.int64)
+        cfg = self.config
+        scores = cfg.popularity_weight * np.log(self._effective_popularity(day)[candidates])[None, :]
+        scores = scores + cfg.taste_weight * self._within_matrix(users, candidates)
+        return np.argmax(scores + rng.gumbel(size=scores.shape), axis=1)
+
+    # --- one day -------------------------------------------------------------------
+
+    def expected_events(self, day: date) -> float:
+        """The day's traffic target: events_per_day x weekly seasonality x user-base growth."""
+        weekly = self.config.weekend_uplift if day.weekday() >= 5 else 1.0
+        signed_up = np.searchsorted(self.user_signup, day.toordinal(), side="right")
+        return self.config.events_per_day * weekly * signed_up / self._mean_signed_up
+
+    def _session_starts(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        hours = rng.choice(24, size=n, p=np.array(HOURLY_TRAFFIC) / sum(HOURLY_TRAFFIC))
+        return hours * 3600 + rng.integers(0, 3600, size=n)
+
+    def _view_draws(self, items: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The per-view random draws of the funnel and of event timing."""
+        n = len(items)
+        consumable = self._repurchase_days[self.item_category[items]] > 0
+        quantity = np.where(consumable, np.minimum(rng.geometric(0.55, n), 4), 1 + (rng.random(n) < 0.07))
+        return {
+            "v_gap": MIN_GAP_SECONDS + rng.exponential(MEAN_GAP_SECONDS, n).astype(np.int64),
+            "v_cart_delay": 3 + rng.exponential(20.0, n).astype(np.int64),
+            "v_u": rng.random((n, 3)),
+            "v_quantity": quantity.astype(np.int64),
+        }
+
+    def _browse(self, day: date, n_sessions: int, rng: np.random.Generator) -> _Part:
+        """Organic sessions: active users view items of the categories they like."""
+        d = day.toordinal()
+        eligible_users = np.flatnonzero(self.user_signup <= d)
+        eligible_items = self.item_launch <= d
+        if not len(eligible_users) or not eligible_items.any() or n_sessions == 0:
+            return _Part.empty()
+        weights = self.user_activity[eligible_users]
+        s_user = rng.choice(eligible_users, size=n_sessions, p=weights / weights.sum())
+        s_start = self._session_starts(n_sessions, rng)
+        s_search = rng.random(n_sessions) < SEARCH_SESSION_SHARE
+        s_query_variant = rng.integers(0, self._queries.shape[1], size=n_sessions)
+        s_checkout_delay = 30 + rng.integers(0, 90, size=n_sessions)
+        v_sess = np.repeat(np.arange(n_sessions), 1 + rng.poisson(MEAN_EXTRA_VIEWS, n_sessions))
+
+        # A session has an intent category; most views stay in it, some wander.
+        has_items = np.bincount(self.item_category[eligible_items], minlength=len(CATEGORIES)) > 0
+        prefs = ((1 - EXPLORATION) * self.category_taste + EXPLORATION * self._category_share) * has_items
+        intent = _sample_rows(prefs[s_user], rng)
+        wander = _sample_rows(prefs[s_user[v_sess]], rng)
+        v_category = np.where(rng.random(len(v_sess)) < SESSION_FOCUS, intent[v_sess], wander)
+
+        v_item = np.zeros(len(v_sess), dtype=np.int64)
+        for c in np.flatnonzero(has_items):
+            views = np.flatnonzero(v_category == c)
+            candidates = np.flatnonzero(eligible_items & (self.item_category == c))
+            v_item[views] = candidates[self._choose(s_user[v_sess[views]], candidates, d, rng)]
+        return _Part(
+            s_user, s_start, s_search, s_query_variant, s_checkout_delay,
+            v_sess, v_item, BROWSED, **self._view_draws(v_item, rng),
+        )  # fmt: skip
+
+    def _replenish(self, day: date, rng: np.random.Generator) -> _Part:
+        """Users coming back for consumables they buy regularly, one session per user."""
+        d = day.toordinal()
+        since = d - self.history_day
+        ready = since >= REPLENISH_READY * self._repurchase_days[self.item_category[self.history_item]]
+        loyalty = _sigmoid(LOYALTY_INTERCEPT + self._affinity_pairs(self.history_user, self.history_item))
+        p = REPLENISH_HAZARD * ready * loyalty * self.item_in_stock[self.history_item]
+        hit = np.flatnonzero(rng.random(len(p)) < p)
+        s_user, v_sess = np.unique(self.history_user[hit], return_inverse=True)
+        n = len(s_user)
+        v_item = self.history_item[hit]
+        return _Part(
+            s_user, self._session_starts(n, rng), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64),
+            30 + rng.integers(0, 90, size=n), v_sess, v_item, REPLENISHED, **self._view_draws(v_item, rng),
+        )  # fmt: skip
+
+    def _recommendation_part(
+        self, day: date, recommendations: pd.DataFrame, browse: _Part, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, _Part]:
+        """Show each visiting user their recommendations in their first session of the day.
+
+        Returns the impressions (session, item) and the clicked ones as views of those
+        sessions; clicks are logistic in the true affinity, damped by position.
+        """
+        recs = recommendations[["user_id", "item_id", "rank"]]
+        users = self._positions(self._user_index, recs["user_id"], "user")
+        items = self._positions(self._item_index, recs["item_id"], "item")
+        shown = pd.DataFrame({"user": users, "item": items, "rank": recs["rank"].to_numpy()})
+        shown = shown[self.item_launch[shown["item"].to_numpy()] <= day.toordinal()]
+        shown = shown.sort_values(["user", "rank", "item"], kind="stable").drop_duplicates(["user", "item"])
+        shown = shown[shown.groupby("user").cumcount() < MAX_SHOWN]
+
+        # Each visiting user's first browse session of the day.
+        order = np.lexsort((browse.s_start, browse.s_user))
+        first_users, first_at = np.unique(browse.s_user[order], return_index=True)
+        session_of_user = np.full(self.config.n_users, -1)
+        session_of_user[first_users] = order[first_at]
+        sess = session_of_user[shown["user"].to_numpy()]
+        visiting = sess >= 0
+        sess, item = sess[visiting], shown["item"].to_numpy()[visiting]
+        rank = shown["rank"].to_numpy()[visiting].astype(float)
+
+        position = 1.0 / np.log2(np.maximum(rank, 1.0) + 1.0)
+        p_click = _sigmoid(CLICK_INTERCEPT + CLICK_SLOPE * self._affinity_pairs(browse.s_user[sess], item)) * position
+        clicked = rng.random(len(sess)) < p_click
+        part = replace(
+            _Part.empty(), v_sess=sess[clicked], v_item=item[clicked], v_kind=RECOMMENDED,
+            **self._view_draws(item[clicked], rng),
+        )  # fmt: skip
+        return sess, item, part
+
+    def simulate_day(self, day: date, recommendations: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Clean canonical events of one day (no dirt), sorted by event_ts.
+
+        ``recommendations`` (columns user_id, item_id, rank) are shown to the users who
+        visit today, in their first session: an ``impression`` per item (up to 10 by
+        rank), a ``click`` (then a ``view``) with a probability driven by the true
+        affinity and the position, and clicked items enter the same cart/purchase funnel
+        as browsed ones. Items not launched yet are not shown.
+
+        Columns: user_id, item_id (NaN for searches), event_type, event_ts (UTC),
+        quantity, price (NaN for searches), session_id, search_query (NaN unless search).
+        """
+        if self.last_simulated_day is not None and day <= self.last_simulated_day:
+            raise ValueError(f"{day} is not after the last simulated day {self.last_simulated_day}")
+        replenish = self._replenish(day, self._day_rng(day, REPLENISH_STREAM))
+        browse_rng = self._day_rng(day, BROWSE_STREAM)
+        target = max(self.expected_events(day) - REPLENISH_EVENTS * len(replenish.v_item), 0.0)
+        browse = self._browse(day, int(browse_rng.poisson(target / EVENTS_PER_SESSION)), browse_rng)
+        impressions = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        recommended = _Part.empty()
+        if recommendations is not None and len(recommendations) and len(browse.s_user):
+            *impressions, recommended = self._recommendation_part(
+                day, recommendations, browse, self._day_rng(day, RECS_STREAM)
             )
-        shop.last_day = date.fromisoformat(meta["last_day"]) if meta["last_day"] else None
+        events = self._events(day, browse, recommended, replenish, impressions)
+        self._remember_purchases(day, events)
+        self.last_simulated_day = day
+        return self._frame(day, events)
+
+    def _events(
+        self, day: date, browse: _Part, recommended: _Part, replenish: _Part, impressions: tuple[np.ndarray, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Turn sessions and views into timed events (arrays of equal length)."""
+        # Sessions: browse sessions first, then replenishment ones; recommended views
+        # belong to browse sessions.
+        n_browse = len(browse.s_user)
+        s_user = np.concatenate([browse.s_user, replenish.s_user])
+        s_start = np.concatenate([browse.s_start, replenish.s_start])
+        s_checkout_delay = np.concatenate([browse.s_checkout_delay, replenish.s_checkout_delay])
+
+        parts = (browse, recommended, replenish)
+        offsets = (0, 0, n_browse)
+        cat = {
+            name: np.concatenate([getattr(p, name) for p in parts])
+            for name in ("v_item", "v_gap", "v_cart_delay", "v_u", "v_quantity")
+        }
+        v_sess = np.concatenate([p.v_sess + off for p, off in zip(parts, offsets)])
+        v_kind = np.concatenate([np.full(len(p.v_item), p.v_kind) for p in parts])
+        # Within a session, browsed views come first, then clicked recommendations.
+        order = np.lexsort((np.arange(len(v_sess)), v_kind, v_sess))
+        v_sess, v_kind = v_sess[order], v_kind[order]
+        v = {name: a[order] for name, a in cat.items()}
+        v_item, v_user = v["v_item"], s_user[v_sess]
+
+        # Time: views follow each other by a gap; carts shortly after their view; removals
+        # and the checkout after the session's last action.
+        cumulative = np.cumsum(v["v_gap"])
+        first = np.r_[0, np.flatnonzero(np.diff(v_sess)) + 1] if len(v_sess) else np.zeros(0, dtype=np.int64)
+        counts = np.diff(np.r_[first, len(v_sess)])
+        view_ts = s_start[v_sess] + cumulative - np.repeat(cumulative[first] - v["v_gap"][first], counts)
+        cart_ts = view_ts + v["v_cart_delay"]
+        session_end = np.repeat(np.maximum.reduceat(cart_ts, first) if len(first) else cart_ts, counts)
+
+        # Funnel, driven by the true affinity; replenishments are decided purchases.
+        affinity = self._affinity_pairs(v_user, v_item)
+        forced = v_kind == REPLENISHED
+        p_cart = np.where(forced, 1.0, _sigmoid(CART_INTERCEPT + CART_SLOPE * affinity)) * self.item_in_stock[v_item]
+        carted = np.flatnonzero(v["v_u"][:, 0] < p_cart)
+        # An item goes into a session's cart once (its first carted view).
+        _, first_cart = np.unique(v_sess[carted] * self.config.n_items + v_item[carted], return_index=True)
+        cart = np.zeros(len(v_sess), dtype=bool)
+        cart[carted[first_cart]] = True
+        p_buy = np.where(forced, 1.0, _sigmoid(BUY_INTERCEPT + BUY_SLOPE * affinity))
+        buy = cart & (v["v_u"][:, 1] < p_buy)
+        remove = cart & ~buy & (v["v_u"][:, 2] < REMOVE_SHARE)
+
+        rec_view = v_kind == RECOMMENDED
+        imp_sess, imp_item = impressions
+        searches = np.flatnonzero(browse.s_search)
+        first_view = np.full(len(s_user), -1)
+        first_view[v_sess[first]] = first
+        search_items = v_item[first_view[searches]]
+        query = self._queries[search_items, browse.s_query_variant[searches]]
+        ones = lambda n: np.ones(n, dtype=np.int64)  # noqa: E731
+        blocks = [  # (event type, session, item (-1: none), second of the day, quantity, query)
+            (SEARCH, searches, np.full(len(searches), -1), s_start[searches], ones(len(searches)), query),
+            (IMPRESSION, imp_sess, imp_item, s_start[imp_sess], ones(len(imp_sess)), None),
+            (CLICK, v_sess[rec_view], v_item[rec_view], view_ts[rec_view] - 2, ones(rec_view.sum()), None),
+            (VIEW, v_sess, v_item, view_ts, ones(len(v_sess)), None),
+            (CART, v_sess[cart], v_item[cart], cart_ts[cart], v["v_quantity"][cart], None),
+            (REMOVE, v_sess[remove], v_item[remove], session_end[remove] + 10, v["v_quantity"][remove], None),
+            (PURCHASE, v_sess[buy], v_item[buy],
+             session_end[buy] + s_checkout_delay[v_sess[buy]], v["v_quantity"][buy], None),
+        ]  # fmt: skip
+        events = {
+            "type": np.concatenate([np.full(len(b[1]), b[0]) for b in blocks]),
+            "session": np.concatenate([b[1] for b in blocks]),
+            "item": np.concatenate([b[2] for b in blocks]),
+            "second": np.concatenate([b[3] for b in blocks]),
+            "quantity": np.concatenate([b[4] for b in blocks]),
+            "query": np.concatenate([b[5] if b[5] is not None else np.full(len(b[1]), None) for b in blocks]),
+        }
+        # A day's file holds the day: sessions running past midnight are cut there.
+        keep = events["second"] < 86400
+        order = np.lexsort((events["item"][keep], events["type"][keep], events["session"][keep], events["second"][keep]))
+        events = {name: a[keep][order] for name, a in events.items()}
+        events["user"] = s_user[events["session"]]
+        events["session_start"] = s_start
+        return events
+
+    def _remember_purchases(self, day: date, events: dict[str, np.ndarray]) -> None:
+        """Record today's consumable purchases: they drive future replenishments."""
+        bought = events["type"] == PURCHASE
+        consumable = bought.copy()
+        consumable[bought] = self._repurchase_days[self.item_category[events["item"][bought]]] > 0
+        n_items = self.config.n_items
+        keys = np.concatenate([self.history_user * n_items + self.history_item,
+                               events["user"][consumable] * n_items + events["item"][consumable]])  # fmt: skip
+        days = np.concatenate([self.history_day, np.full(consumable.sum(), day.toordinal())])
+        last = pd.Series(days).groupby(keys).max()
+        self.history_user, self.history_item = np.divmod(last.index.to_numpy(), n_items)
+        self.history_day = last.to_numpy()
+
+    def _frame(self, day: date, events: dict[str, np.ndarray]) -> pd.DataFrame:
+        """The canonical events frame of one day."""
+        # Session ids are numbered in order of their start time.
+        s_start = events["session_start"]
+        number = np.empty(len(s_start), dtype=np.int64)
+        number[np.argsort(s_start, kind="stable")] = np.arange(1, len(s_start) + 1)
+        item = events["item"]
+        has_item = item >= 0
+        item_ids = np.where(has_item, self.item_ids[np.maximum(item, 0)], None)
+        price = np.where(has_item, self.item_price[np.maximum(item, 0)], np.nan)
+        midnight = pd.Timestamp(day).value // 10**9
+        return pd.DataFrame(
+            {
+                "user_id": self.user_ids[events["user"]],
+                "item_id": pd.Series(item_ids, dtype="str"),
+                "event_type": np.array(EVENT_TYPES, dtype=object)[events["type"]],
+                "event_ts": pd.to_datetime(midnight + events["second"], unit="s", utc=True),
+                "quantity": events["quantity"],
+                "price": price,
+                "session_id": pd.Series(number[events["session"]]).map(f"S{day:%Y%m%d}-{{:06d}}".format),
+                "search_query": pd.Series(events["query"], dtype="str"),
+            },
+            columns=list(EVENT_COLUMNS),
+        )
+
+    # --- persistence ---------------------------------------------------------------
+
+    def save_state(self, path: str | Path) -> Path:
+        """Write the world and the simulation state (npz): a later run can continue from it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        last = self.last_simulated_day.toordinal() if self.last_simulated_day else -1
+        arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS}
+        _write_npz(path, {"config": np.array(self.config.to_json()), "last_simulated_day": np.array(last), **arrays})
+        return path
+
+    @classmethod
+    def load_state(cls, path: str | Path) -> SyntheticShop:
+        """The shop exactly as ``save_state`` left it."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            shop = cls.__new__(cls)
+            shop.config = ShopConfig.from_json(str(data["config"]))
+            last = int(data["last_simulated_day"])
+            shop.last_simulated_day = date.fromordinal(last) if last > 0 else None
+            for name in cls._STATE_ARRAYS:
+                setattr(shop, name, data[name])
+        shop._derive()
         return shop
 
 
-# ---------------------------------------------------------------------- dirt
-def inject_defects(events: pd.DataFrame, day: date, rate: float, seed: int) -> tuple[list[str], list[tuple[int, str]]]:
-    """Render a day's events as CSV lines with ``rate`` of them defective.
+@dataclass
+class GenerationReport:
+    """What generate_landing_zone wrote."""
 
-    Returns the lines (header first) and ``(line_number, kind)`` of every defect, line 1
-    being the header. Every defect line carries exactly one defect.
-    """
-    rng = np.random.default_rng([seed, day.toordinal(), 7])
-    frame = events.copy()
-    n = len(frame)
-    n_defects = int(round(n * rate))
-    kinds = np.array([DEFECT_KINDS[i % len(DEFECT_KINDS)] for i in range(n_defects)], dtype=object)
-    rng.shuffle(kinds)
-    has_item = (frame["item_id"] != "").to_numpy()
-    candidates = rng.permutation(np.flatnonzero(has_item))[:n_defects]
-    kind_of_row = dict(zip(candidates.tolist(), kinds[: len(candidates)].tolist()))
-    malformed: set[int] = set()
-    duplicate_after: list[int] = []
-    for row, kind in sorted(kind_of_row.items()):
-        if kind == "duplicate":
-            duplicate_after.append(row)
-        elif kind == "missing_user_id":
-            frame.iat[row, 0] = ""
-        elif kind == "unknown_event_type":
-            frame.iat[row, 2] = UNKNOWN_EVENT_TYPES[row % len(UNKNOWN_EVENT_TYPES)]
-        elif kind == "unparseable_timestamp":
-            frame.iat[row, 3] = BAD_TIMESTAMPS[row % len(BAD_TIMESTAMPS)]
-        elif kind == "future_timestamp":
-            frame.iat[row, 3] = (pd.Timestamp(day) + pd.Timedelta(days=40 + row % 300)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        elif kind == "negative_price":
-            frame.iat[row, 5] = f"-{frame.iat[row, 5]}"
-        elif kind == "unknown_item":
-            frame.iat[row, 1] = f"I9{row % 10000:04d}x"
-        elif kind == "malformed_line":
-            malformed.add(row)
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    body = buffer.getvalue().splitlines()
-    header, rows = body[0], body[1:]
-    lines, defects = [header], []
-    duplicates = set(duplicate_after)
-    for i, text in enumerate(rows):
-        if i in malformed:
-            fields = frame.iloc[i]
-            # Too few fields (a truncated line) or one too many.
-            text = ",".join(str(v) for v in fields.iloc[:3]) if i % 2 else text + ",EXTRA"
-            lines.append(text)
-            defects.append((len(lines), "malformed_line"))
-            continue
-        lines.append(text)
-        kind = kind_of_row.get(i)
-        if kind and kind != "duplicate":
-            defects.append((len(lines), kind))
-        if i in duplicates:
-            lines.append(text)
-            defects.append((len(lines), "duplicate"))
-    return lines, defects
+    n_days: int
+    n_events_written: int  # event lines (without headers), defects included
+    n_defects: dict[str, int]  # by kind, every kind listed
+    paths: dict[str, Path]  # events (folder), items, users, defects, state
+    seconds: float
+    event_files: list[Path] = field(default_factory=list)
 
 
-def _write_snapshot(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = frame.copy()
-    for column in out.columns:
-        if out[column].dtype == bool:
-            out[column] = np.where(out[column], "true", "false")
-    out.to_csv(path, index=False, lineterminator="\n")
+def _events_text(frame: pd.DataFrame) -> list[str]:
+    """The data lines of an events frame as written to the landing file."""
+    text = frame.to_csv(
+        index=False, header=False, lineterminator="\n", date_format=TIMESTAMP_FORMAT,
+        float_format="%.2f", na_rep="", quoting=csv.QUOTE_MINIMAL,
+    )  # fmt: skip
+    return text.split("\n")[:-1]
 
 
-def write_days(
-    shop: SyntheticShop,
-    landing_dir: Path,
-    days: list[date],
-    recommendations_for_day=None,
-) -> GenerationReport:
-    """Simulate ``days`` in order and write their files, the snapshots and the truth files."""
-    started = time.perf_counter()
-    landing_dir = Path(landing_dir)
-    (landing_dir / "events").mkdir(parents=True, exist_ok=True)
-    truth = landing_dir / "_truth"
-    truth.mkdir(parents=True, exist_ok=True)
-    defects_path = truth / "defects.csv"
-    existing = pd.read_csv(defects_path, dtype=str) if defects_path.exists() else pd.DataFrame(columns=["file", "line", "kind"])
-    report = GenerationReport(n_days=0, n_events_written=0, n_defects={k: 0 for k in DEFECT_KINDS})
-    new_defects = []
-    for day in days:
-        recs = recommendations_for_day(day) if recommendations_for_day else None
-        events = shop.simulate_day(day, recs)
-        lines, defects = inject_defects(events, day, shop.config.dirt_rate, shop.config.seed)
-        name = f"events/{day.isoformat()}.csv"
-        path = landing_dir / name
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        report.paths.append(path)
-        report.n_days += 1
-        report.n_events_written += len(lines) - 1
-        for line, kind in defects:
-            report.n_defects[kind] += 1
-            new_defects.append({"file": name, "line": str(line), "kind": kind})
-    written = {f"events/{d.isoformat()}.csv" for d in days}
-    kept = existing[~existing["file"].isin(written)]
-    pd.concat([kept, pd.DataFrame(new_defects, columns=["file", "line", "kind"])], ignore_index=True).to_csv(
-        defects_path, index=False, lineterminator="\n"
-    )
-    last = shop.last_day or shop.config.start_date
-    items = shop.items[shop.items["launch_date"] <= last].assign(launch_date=lambda f: f["launch_date"].astype(str))
-    users = shop.users[shop.users["signup_date"] <= last].assign(signup_date=lambda f: f["signup_date"].astype(str))
-    _write_snapshot(items[ITEM_COLUMNS], landing_dir / "items" / "items.csv")
-    _write_snapshot(users[USER_COLUMNS], landing_dir / "users" / "users.csv")
-    shop.save_state(truth / "state.npz")
-    report.seconds = time.perf_counter() - started
-    return report
+def _write_text(path: Path, header: tuple[str, ...], lines: list[str]) -> None:
+    path.write_bytes(("\n".join([",".join(header), *lines]) + "\n").encode("utf-8"))
 
 
 def generate_landing_zone(landing_dir: Path, config: ShopConfig = ShopConfig()) -> GenerationReport:
-    """Write the landing zone of a fresh shop (deterministic: same config, same bytes)."""
+    """Simulate ``config.n_days`` days and write the landing zone under ``landing_dir``.
+
+    Writes ``events/YYYY-MM-DD.csv`` (one per day, with injected defects),
+    ``items/items.csv``, ``users/users.csv`` (snapshots as of the last day),
+    ``_truth/defects.csv`` (file, line, kind of every defect) and ``_truth/state.npz``.
+    Deterministic: the same config gives byte-identical files. Day files in
+    ``events/`` that this config does not produce (left by an earlier, longer
+    generation) are removed, so the folder and the ground truth always agree.
+    """
+    started = time.perf_counter()
     landing_dir = Path(landing_dir)
-    for old in (landing_dir / "events").glob("*.csv") if (landing_dir / "events").exists() else []:
-        old.unlink()
-    defects = landing_dir / "_truth" / "defects.csv"
-    if defects.exists():
-        defects.unlink()
+    paths = {
+        "events": landing_dir / "events",
+        "items": landing_dir / "items" / "items.csv",
+        "users": landing_dir / "users" / "users.csv",
+        "defects": landing_dir / "_truth" / "defects.csv",
+        "state": landing_dir / "_truth" / "state.npz",
+    }
+    for p in (paths["events"], paths["items"].parent, paths["users"].parent, paths["defects"].parent):
+        p.mkdir(parents=True, exist_ok=True)
+
     shop = SyntheticShop(config)
-    days = [config.start_date + timedelta(days=i) for i in range(config.n_days)]
-    return write_days(shop, landing_dir, days)
+    truth: list[tuple[str, int, str]] = []
+    event_files, n_lines = [], 0
+    for day in config.days:
+        frame = shop.simulate_day(day)
+        lines = _events_text(frame)
+        can_template = (frame["item_id"].notna() & frame["price"].notna()).to_numpy()
+        lines, defects = inject_defects(lines, can_template, day, config.dirt_rate, shop._day_rng(day, DIRT_STREAM))
+        path = paths["events"] / f"{day.isoformat()}.csv"
+        _write_text(path, EVENT_COLUMNS, lines)
+        truth.extend((f"events/{path.name}", line, kind) for line, kind in defects)
+        event_files.append(path)
+        n_lines += len(lines)
+    for stale in sorted(set(paths["events"].glob("????-??-??.csv")) - set(event_files)):
+        stale.unlink()
 
+    last = config.days[-1]
+    items = shop.items[shop.items["launch_date"] <= last]
+    items = items.assign(in_stock=np.where(items["in_stock"], "true", "false"))
+    items.to_csv(paths["items"], columns=list(ITEM_COLUMNS), index=False, lineterminator="\n", float_format="%.2f")
+    users = shop.users[shop.users["signup_date"] <= last]
+    users = users.assign(marketing_consent=np.where(users["marketing_consent"], "true", "false"))
+    users.to_csv(paths["users"], columns=list(USER_COLUMNS), index=False, lineterminator="\n")
+    _write_text(paths["defects"], ("file", "line", "kind"), [f"{f},{line},{kind}" for f, line, kind in truth])
+    shop.save_state(paths["state"])
 
-def continue_landing_zone(landing_dir: Path, n_days: int, recommendations_for_day=None) -> GenerationReport:
-    """Simulate ``n_days`` more days after the last one, shoppers seeing the lists that
-    ``recommendations_for_day(day)`` returns (user_id, item_id, rank)."""
-    landing_dir = Path(landing_dir)
-    shop = SyntheticShop.load_state(landing_dir / "_truth" / "state.npz")
-    first = (shop.last_day or shop.config.start_date - timedelta(days=1)) + timedelta(days=1)
-    days = [first + timedelta(days=i) for i in range(n_days)]
-    return write_days(shop, landing_dir, days, recommendations_for_day)
+    counts = {kind: 0 for kind in DEFECT_KINDS}
+    for _, _, kind in truth:
+        counts[kind] += 1
+    return GenerationReport(
+        n_days=config.n_days,
+        n_events_written=n_lines,
+        n_defects=counts,
+        paths=paths,
+        seconds=time.perf_counter() - started,
+        event_files=event_files,
+    )

@@ -21,14 +21,16 @@ weighted as (
 select
     user_id,
     item_id,
-    sum(decayed_weight) as weight,
+    -- Rounded: a parallel sum of doubles may differ in the last bits from run to run,
+    -- and a rebuild from the same data must give the same table.
+    round(sum(decayed_weight), 9) as weight,
     count(*) as n_events,
     sum(case when event_type = 'view' then 1 else 0 end) as n_views,
     sum(case when event_type = 'click' then 1 else 0 end) as n_clicks,
     sum(case when event_type = 'add_to_cart' then 1 else 0 end) as n_carts,
     sum(case when event_type = 'purchase' then 1 else 0 end) as n_purchases,
     sum(case when event_type = 'purchase' then quantity else 0 end) as quantity_purchased,
-    sum(coalesce(revenue, 0)) as revenue,
+    round(sum(coalesce(revenue, 0)), 6) as revenue,
     max(rating) as rating,
     min(event_ts) as first_event_ts,
     max(event_ts) as last_event_ts,
