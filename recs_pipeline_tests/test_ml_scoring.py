@@ -1,0 +1,124 @@
+"""Batched top-N scoring agrees with LightFM's own predict and honours exclusions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recs_pipeline.ml.matrices import build_training_data, cold_feature_matrix
+from recs_pipeline.ml.model import ModelParams, train
+from recs_pipeline.ml.scoring import score_cold_users, similar_items, top_n
+
+N_USERS, N_ITEMS = 40, 30
+
+
+@pytest.fixture(scope="module")
+def trained():
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, N_USERS, 400)
+    items = (users % 3) * 10 + rng.integers(0, 10, 400)  # three taste groups
+    interactions = pd.DataFrame(
+        {"user_id": [f"u{u:02d}" for u in users], "item_id": [f"i{i:02d}" for i in items], "weight": 1.0}
+    ).drop_duplicates(["user_id", "item_id"])
+    user_tokens = pd.DataFrame(
+        {"user_id": [f"u{u:02d}" for u in range(N_USERS)], "feature": [f"group:{u % 3}" for u in range(N_USERS)], "weight": 1.0}
+    )
+    item_tokens = pd.DataFrame(
+        {"item_id": [f"i{i:02d}" for i in range(N_ITEMS)], "feature": [f"shelf:{i // 10}" for i in range(N_ITEMS)], "weight": 1.0}
+    )
+    data = build_training_data(interactions, user_tokens, item_tokens)
+    model = train(
+        data.interactions, ModelParams(no_components=8, epochs=5), data.user_features, data.item_features
+    )
+    return model, data
+
+
+def _predict_ranking(model, data, user, excluded=()):
+    """LightFM's own scores for one user, best first, excluded items removed."""
+    items = np.arange(data.mappings.n_items)
+    scores = model.predict(
+        np.full(len(items), user), items, user_features=data.user_features, item_features=data.item_features
+    )
+    order = [item for item in np.argsort(-scores, kind="stable") if item not in set(excluded)]
+    return order, scores
+
+
+def test_top_n_equals_lightfm_predict_ranking(trained):
+    model, data = trained
+    ranked = top_n(model, 10, data.user_features, data.item_features, batch_size=7)
+    assert len(ranked.user) == N_USERS * 10
+    for user in range(N_USERS):
+        expected, scores = _predict_ranking(model, data, user)
+        mine = ranked.user == user
+        assert list(ranked.item[mine]) == expected[:10]
+        assert list(ranked.rank[mine]) == list(range(1, 11))
+        np.testing.assert_allclose(ranked.score[mine], scores[expected[:10]], rtol=1e-5, atol=1e-5)
+
+
+def test_top_n_excludes_seen_items_and_masked_items(trained):
+    model, data = trained
+    seen = data.interactions.tocsr()
+    in_stock = np.ones(N_ITEMS, dtype=bool)
+    in_stock[[0, 11, 22]] = False
+    ranked = top_n(model, 10, data.user_features, data.item_features, exclude=seen, item_mask=in_stock)
+    assert not np.asarray(seen[ranked.user, ranked.item]).any()
+    assert not np.isin(ranked.item, [0, 11, 22]).any()
+    for user in (0, 17, 39):
+        excluded = set(seen[user].indices) | {0, 11, 22}
+        expected, _ = _predict_ranking(model, data, user, excluded)
+        assert list(ranked.item[ranked.user == user]) == expected[:10]
+
+
+def test_top_n_drops_positions_when_fewer_candidates_than_n(trained):
+    model, data = trained
+    everything_but_two = sp.csr_matrix(np.ones((N_USERS, N_ITEMS)))
+    everything_but_two[:, [4, 5]] = 0
+    everything_but_two.eliminate_zeros()
+    ranked = top_n(model, 10, data.user_features, data.item_features, users=np.array([3]), exclude=everything_but_two)
+    assert sorted(ranked.item) == [4, 5] and list(ranked.rank) == [1, 2]
+
+
+def test_top_n_for_a_subset_of_users_matches_the_full_run(trained):
+    model, data = trained
+    full = top_n(model, 5, data.user_features, data.item_features).to_frame()
+    subset = top_n(model, 5, data.user_features, data.item_features, users=np.array([5, 2])).to_frame()
+    expected = full[full["user_id"].isin([5, 2])]
+    pd.testing.assert_frame_equal(
+        subset.sort_values(["user_id", "rank"]).reset_index(drop=True),
+        expected.sort_values(["user_id", "rank"]).reset_index(drop=True),
+    )
+
+
+def test_to_frame_translates_indices_to_ids(trained):
+    model, data = trained
+    frame = top_n(model, 3, data.user_features, data.item_features, users=np.array([1])).to_frame(
+        data.mappings.user_ids, data.mappings.item_ids
+    )
+    assert set(frame["user_id"]) == {"u01"} and frame["item_id"].str.startswith("i").all()
+
+
+def test_cold_users_are_scored_from_their_features(trained):
+    model, data = trained
+    tokens = pd.DataFrame({"user_id": ["new"], "feature": ["group:1"], "weight": 1.0})
+    cold = cold_feature_matrix(tokens, pd.Index(["new"]), data.mappings, side="user")
+    ranked = score_cold_users(model, cold, 10, item_features=data.item_features)
+    scores = model.predict(
+        np.zeros(N_ITEMS, dtype=np.int32), np.arange(N_ITEMS), user_features=cold, item_features=data.item_features
+    )
+    assert list(ranked.item) == list(np.argsort(-scores, kind="stable")[:10])
+
+
+def test_similar_items_are_cosine_neighbours_without_the_item_itself(trained):
+    model, data = trained
+    neighbours = similar_items(model, 3, data.item_features, batch_size=4)
+    _, embeddings = model.get_item_representations(data.item_features)
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    assert (neighbours["item"] != neighbours["similar_item"]).all()
+    for item in (0, 15, 29):
+        rows = neighbours[neighbours["item"] == item]
+        assert list(rows["similar_item"]) == list(np.argsort(-cosine[item], kind="stable")[:3])
+        np.testing.assert_allclose(rows["score"], np.sort(cosine[item])[::-1][:3], rtol=1e-5)
