@@ -19,7 +19,6 @@ seeded from ``(seed, day)``, so the same config always writes the same bytes.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
 import zipfile
@@ -55,11 +54,12 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 EVENT_TYPES = ("search", "impression", "click", "view", "add_to_cart", "remove_from_cart", "purchase")
 SEARCH, IMPRESSION, CLICK, VIEW, CART, REMOVE, PURCHASE = range(len(EVENT_TYPES))
 
-# How a viewed item got into a session.
-BROWSED, RECOMMENDED, REPLENISHED = 0, 1, 2
+# How a viewed item got into a session (also the order of views within a session:
+# clicked recommendations come last, so they never move the other views).
+BROWSED, REPLENISHED, RECOMMENDED = 0, 1, 2
 
 # Independent random streams of one day: organic behaviour does not reshuffle when
-# recommendations are shown (only the checkout time of sessions with a click moves).
+# recommendations are shown (only removals and checkout of sessions with a click move).
 BROWSE_STREAM, RECS_STREAM, REPLENISH_STREAM, DIRT_STREAM = range(4)
 WORLD_DAY = 0  # the "day" of the streams that build the world (real days are ordinals > 700,000)
 
@@ -81,12 +81,13 @@ SESSION_FOCUS = 0.75  # chance a view stays in the session's intent category
 MEAN_EXTRA_VIEWS = 3.0  # views per session = 1 + Poisson(3)
 SEARCH_SESSION_SHARE = 0.3  # sessions that start with a search
 MEAN_GAP_SECONDS, MIN_GAP_SECONDS = 35.0, 5  # between two views of a session
-EVENTS_PER_SESSION = 4.85  # measured mean events of a browse session at the default config
+EVENTS_PER_SESSION = 4.85  # mean events of a browse session (calibrated at the default config)
 
 # --- Funnel (probabilities are logistic in the true affinity) -----------------------
 CART_INTERCEPT, CART_SLOPE = -3.5, 1.0
 BUY_INTERCEPT, BUY_SLOPE = -0.8, 0.6
 REMOVE_SHARE = 0.4  # of carted, unbought items
+OWNED_ONE_OFF_FACTOR = 0.05  # who owns a dress rarely buys the same dress again
 CLICK_INTERCEPT, CLICK_SLOPE = -2.0, 1.2  # of a shown recommendation, before position bias
 MAX_SHOWN = 10  # recommendations shown to a visiting user
 
@@ -190,7 +191,7 @@ class _Part:
     s_search: np.ndarray  # starts with a search (browse sessions only)
     s_query_variant: np.ndarray
     s_checkout_delay: np.ndarray
-    v_sess: np.ndarray  # index into this part's sessions (browse part: into all sessions)
+    v_sess: np.ndarray  # index into this part's sessions (recommended views: into all the day's)
     v_item: np.ndarray
     v_kind: int
     v_gap: np.ndarray
@@ -218,7 +219,7 @@ class SyntheticShop:
         "item_price", "item_band", "item_popularity", "item_launch", "item_in_stock", "item_factors",
         "user_signup", "user_age", "user_gender", "user_country", "user_consent", "user_activity",
         "category_taste", "brand_taste", "user_price_band", "user_factors",
-        "history_user", "history_item", "history_day",
+        "bought_user", "bought_item", "bought_day",
     )  # fmt: skip
 
     categories: tuple[str, ...] = tuple(c.name for c in CATEGORIES)
@@ -232,7 +233,7 @@ class SyntheticShop:
         self._build_catalogue(self._world_rng(0))
         self._build_users(self._world_rng(1))
         self._derive()
-        self._seed_history(self._world_rng(2))
+        self._seed_purchases(self._world_rng(2))
 
     def _world_rng(self, part: int) -> np.random.Generator:
         return np.random.default_rng([self.config.seed, WORLD_DAY, part])
@@ -306,23 +307,28 @@ class SyntheticShop:
         self.user_price_band = _sample_rows(np.array(PRICE_BAND_BY_AGE)[self.user_age], rng)
         self.user_factors = rng.normal(0.0, 1.0, (n, N_FACTORS))
 
-    def _seed_history(self, rng: np.random.Generator) -> None:
+    def _seed_purchases(self, rng: np.random.Generator) -> None:
         """Consumables that users who exist before the start already buy regularly."""
+        self.bought_user = self.bought_item = self.bought_day = np.zeros(0, dtype=np.int64)
         start = self.config.start_date.toordinal()
         existing = np.flatnonzero(self.user_signup < start)
         launched = self.item_launch < start
-        users, items, days = [], [], []
         for c, category in enumerate(CATEGORIES):
             candidates = np.flatnonzero(launched & (self.item_category == c))
             if not category.repurchase_days or not len(candidates):
                 continue
             buyers = existing[rng.random(len(existing)) < np.minimum(1.5 * self.category_taste[existing, c], 0.9)]
-            users.append(buyers)
-            items.append(candidates[self._choose(buyers, candidates, start - 1, rng)])
-            days.append(start - rng.integers(1, category.repurchase_days + 1, size=len(buyers)))
-        self.history_user = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
-        self.history_item = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
-        self.history_day = np.concatenate(days) if days else np.zeros(0, dtype=np.int64)
+            items = candidates[self._choose(buyers, candidates, start - 1, rng)]
+            self._record_purchases(buyers, items, start - rng.integers(1, category.repurchase_days + 1, len(buyers)))
+
+    def _record_purchases(self, users: np.ndarray, items: np.ndarray, days: np.ndarray) -> None:
+        """Merge purchases into ``bought_*``: every (user, item) ever bought with its last
+        purchase day, sorted by user then item (consumables come back, one-offs are owned)."""
+        n_items = self.config.n_items
+        keys = np.concatenate([self.bought_user * n_items + self.bought_item, users * n_items + items])
+        last = pd.Series(np.concatenate([self.bought_day, days])).groupby(keys).max()
+        self.bought_user, self.bought_item = np.divmod(last.index.to_numpy(dtype=np.int64), n_items)
+        self.bought_day = last.to_numpy(dtype=np.int64)
 
     def _derive(self) -> None:
         """Everything computed from the state arrays: ids, text, the public frames."""
@@ -338,8 +344,8 @@ class SyntheticShop:
             table = [getattr(c, attr) for c in CATEGORIES]
             return pd.Series([table[c][i] for c, i in zip(self.item_category, index)], dtype=object)
 
-        attr1, attr2, noun = words("attr1", self.item_attr1), words("attr2", self.item_attr2), words("nouns", self.item_noun)
-        lead = words("leads", self.item_lead)
+        attr1, attr2 = words("attr1", self.item_attr1), words("attr2", self.item_attr2)
+        noun, lead = words("nouns", self.item_noun), words("leads", self.item_lead)
         has_detail = self.item_detail >= 0
         detail = words("details", np.where(has_detail, self.item_detail, 0)).where(has_detail, "")
         brand = pd.Series(np.array(BRANDS, dtype=object)[self.item_brand])
@@ -384,11 +390,24 @@ class SyntheticShop:
         signed_up = np.searchsorted(self.user_signup, period, side="right")
         self._mean_signed_up = max(float(signed_up.mean()), 1.0)
 
+    @property
+    def purchase_history(self) -> pd.DataFrame:
+        """Every (user, item) bought so far with its last purchase day; before any day is
+        simulated, the consumables that existing users already buy regularly."""
+        return pd.DataFrame(
+            {
+                "user_id": self.user_ids[self.bought_user],
+                "item_id": self.item_ids[self.bought_item],
+                "last_purchase": [date.fromordinal(int(d)) for d in self.bought_day],
+            }
+        )
+
     # --- tastes --------------------------------------------------------------------
 
     def _within_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Taste match of users (rows) for items (columns) beyond the category: brand,
-        price band and latent factors. einsum, not BLAS, so every machine gets the same bits."""
+        price band and latent factors. einsum rather than a BLAS matmul, whose last bits
+        can depend on the BLAS kernel and thread count: the files must not."""
         latent = np.einsum("uk,ik->ui", self.user_factors[users], self.item_factors[items])
         return (
             self.brand_taste[users][:, self.item_brand[items]]
@@ -410,13 +429,14 @@ class SyntheticShop:
         """The true latent utility of each user (rows) for each item (columns).
 
         Purchases and clicks are logistic in it; the popularity that also drives views
-        is not part of it. Roughly in [-4, 3]: a category the user ignores costs ~-1.9,
-        the user's favourite ~-0.3, and brand, price and latent match add about N(0, 1).
+        is not part of it. Mostly in [-4.5, 1.5] (median about -1.6): a category the user
+        ignores costs about -1.9, their favourite about -0.25, and brand, price band and
+        latent factors add about N(0, 1).
         """
         users = self._positions(self._user_index, user_ids, "user")
         items = self._positions(self._item_index, item_ids, "item")
-        category_term = CATEGORY_WEIGHT * np.log(self.category_taste[users][:, self.item_category[items]] + CATEGORY_FLOOR)
-        return category_term + self._within_matrix(users, items)
+        taste = self.category_taste[users][:, self.item_category[items]]
+        return CATEGORY_WEIGHT * np.log(taste + CATEGORY_FLOOR) + self._within_matrix(users, items)
 
     @staticmethod
     def _positions(index: pd.Index, ids, what: str) -> np.ndarray:
@@ -499,26 +519,27 @@ class SyntheticShop:
 
     def _replenish(self, day: date, rng: np.random.Generator) -> _Part:
         """Users coming back for consumables they buy regularly, one session per user."""
-        d = day.toordinal()
-        since = d - self.history_day
-        ready = since >= REPLENISH_READY * self._repurchase_days[self.item_category[self.history_item]]
-        loyalty = _sigmoid(LOYALTY_INTERCEPT + self._affinity_pairs(self.history_user, self.history_item))
-        p = REPLENISH_HAZARD * ready * loyalty * self.item_in_stock[self.history_item]
+        cycle = self._repurchase_days[self.item_category[self.bought_item]]
+        ready = (cycle > 0) & (day.toordinal() - self.bought_day >= REPLENISH_READY * cycle)
+        loyalty = _sigmoid(LOYALTY_INTERCEPT + self._affinity_pairs(self.bought_user, self.bought_item))
+        p = REPLENISH_HAZARD * ready * loyalty * self.item_in_stock[self.bought_item]
         hit = np.flatnonzero(rng.random(len(p)) < p)
-        s_user, v_sess = np.unique(self.history_user[hit], return_inverse=True)
+        s_user, v_sess = np.unique(self.bought_user[hit], return_inverse=True)
         n = len(s_user)
-        v_item = self.history_item[hit]
+        v_item = self.bought_item[hit]
         return _Part(
             s_user, self._session_starts(n, rng), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64),
             30 + rng.integers(0, 90, size=n), v_sess, v_item, REPLENISHED, **self._view_draws(v_item, rng),
         )  # fmt: skip
 
     def _recommendation_part(
-        self, day: date, recommendations: pd.DataFrame, browse: _Part, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, _Part]:
-        """Show each visiting user their recommendations in their first session of the day.
+        self, day: date, recommendations: pd.DataFrame, s_user: np.ndarray, s_start: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[tuple[np.ndarray, np.ndarray], _Part]:
+        """Show each visiting user their recommendations in their first session of the day
+        (``s_user``, ``s_start``: every session of the day).
 
-        Returns the impressions (session, item) and the clicked ones as views of those
+        Returns the impressions (sessions, items) and the clicked ones as views of those
         sessions; clicks are logistic in the true affinity, damped by position.
         """
         recs = recommendations[["user_id", "item_id", "rank"]]
@@ -529,9 +550,9 @@ class SyntheticShop:
         shown = shown.sort_values(["user", "rank", "item"], kind="stable").drop_duplicates(["user", "item"])
         shown = shown[shown.groupby("user").cumcount() < MAX_SHOWN]
 
-        # Each visiting user's first browse session of the day.
-        order = np.lexsort((browse.s_start, browse.s_user))
-        first_users, first_at = np.unique(browse.s_user[order], return_index=True)
+        # Each visiting user's first session of the day.
+        order = np.lexsort((s_start, s_user))
+        first_users, first_at = np.unique(s_user[order], return_index=True)
         session_of_user = np.full(self.config.n_users, -1)
         session_of_user[first_users] = order[first_at]
         sess = session_of_user[shown["user"].to_numpy()]
@@ -540,22 +561,23 @@ class SyntheticShop:
         rank = shown["rank"].to_numpy()[visiting].astype(float)
 
         position = 1.0 / np.log2(np.maximum(rank, 1.0) + 1.0)
-        p_click = _sigmoid(CLICK_INTERCEPT + CLICK_SLOPE * self._affinity_pairs(browse.s_user[sess], item)) * position
+        p_click = _sigmoid(CLICK_INTERCEPT + CLICK_SLOPE * self._affinity_pairs(s_user[sess], item)) * position
         clicked = rng.random(len(sess)) < p_click
         part = replace(
             _Part.empty(), v_sess=sess[clicked], v_item=item[clicked], v_kind=RECOMMENDED,
             **self._view_draws(item[clicked], rng),
         )  # fmt: skip
-        return sess, item, part
+        return (sess, item), part
 
     def simulate_day(self, day: date, recommendations: pd.DataFrame | None = None) -> pd.DataFrame:
         """Clean canonical events of one day (no dirt), sorted by event_ts.
 
-        ``recommendations`` (columns user_id, item_id, rank) are shown to the users who
-        visit today, in their first session: an ``impression`` per item (up to 10 by
-        rank), a ``click`` (then a ``view``) with a probability driven by the true
-        affinity and the position, and clicked items enter the same cart/purchase funnel
-        as browsed ones. Items not launched yet are not shown.
+        ``recommendations`` (columns user_id, item_id, rank) are shown to every user who
+        visits today, at the start of their first session: an ``impression`` per item
+        (the 10 best ranked that have launched), then a ``click`` and a ``view`` (after
+        the session's other views) with a probability logistic in the true affinity and
+        damped by position (1 / log2(rank + 1)); clicked items enter the same
+        cart/purchase funnel as browsed ones. Unknown ids raise KeyError.
 
         Columns: user_id, item_id (NaN for searches), event_type, event_ts (UTC),
         quantity, price (NaN for searches), session_id, search_query (NaN unless search).
@@ -568,35 +590,39 @@ class SyntheticShop:
         browse = self._browse(day, int(browse_rng.poisson(target / EVENTS_PER_SESSION)), browse_rng)
         impressions = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         recommended = _Part.empty()
-        if recommendations is not None and len(recommendations) and len(browse.s_user):
-            *impressions, recommended = self._recommendation_part(
-                day, recommendations, browse, self._day_rng(day, RECS_STREAM)
+        s_user = np.concatenate([browse.s_user, replenish.s_user])
+        if recommendations is not None and len(recommendations) and len(s_user):
+            s_start = np.concatenate([browse.s_start, replenish.s_start])
+            impressions, recommended = self._recommendation_part(
+                day, recommendations, s_user, s_start, self._day_rng(day, RECS_STREAM)
             )
-        events = self._events(day, browse, recommended, replenish, impressions)
-        self._remember_purchases(day, events)
+        events, session_starts = self._events(browse, recommended, replenish, impressions)
+        bought = events["type"] == PURCHASE
+        self._record_purchases(events["user"][bought], events["item"][bought], np.full(bought.sum(), day.toordinal()))
         self.last_simulated_day = day
-        return self._frame(day, events)
+        return self._frame(day, events, session_starts)
 
     def _events(
-        self, day: date, browse: _Part, recommended: _Part, replenish: _Part, impressions: tuple[np.ndarray, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Turn sessions and views into timed events (arrays of equal length)."""
+        self, browse: _Part, recommended: _Part, replenish: _Part, impressions: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Turn sessions and views into timed events (arrays of equal length, sorted by
+        time), and the start second of every session."""
         # Sessions: browse sessions first, then replenishment ones; recommended views
-        # belong to browse sessions.
+        # already index into both.
         n_browse = len(browse.s_user)
         s_user = np.concatenate([browse.s_user, replenish.s_user])
         s_start = np.concatenate([browse.s_start, replenish.s_start])
         s_checkout_delay = np.concatenate([browse.s_checkout_delay, replenish.s_checkout_delay])
 
-        parts = (browse, recommended, replenish)
-        offsets = (0, 0, n_browse)
+        parts = (browse, replenish, recommended)
+        offsets = (0, n_browse, 0)
         cat = {
             name: np.concatenate([getattr(p, name) for p in parts])
             for name in ("v_item", "v_gap", "v_cart_delay", "v_u", "v_quantity")
         }
         v_sess = np.concatenate([p.v_sess + off for p, off in zip(parts, offsets)])
         v_kind = np.concatenate([np.full(len(p.v_item), p.v_kind) for p in parts])
-        # Within a session, browsed views come first, then clicked recommendations.
+        # Within a session, views keep the order of their kinds.
         order = np.lexsort((np.arange(len(v_sess)), v_kind, v_sess))
         v_sess, v_kind = v_sess[order], v_kind[order]
         v = {name: a[order] for name, a in cat.items()}
@@ -615,6 +641,8 @@ class SyntheticShop:
         affinity = self._affinity_pairs(v_user, v_item)
         forced = v_kind == REPLENISHED
         p_cart = np.where(forced, 1.0, _sigmoid(CART_INTERCEPT + CART_SLOPE * affinity)) * self.item_in_stock[v_item]
+        owned = self._bought_before(v_user, v_item) & (self._repurchase_days[self.item_category[v_item]] == 0)
+        p_cart = np.where(owned, OWNED_ONE_OFF_FACTOR * p_cart, p_cart)
         carted = np.flatnonzero(v["v_u"][:, 0] < p_cart)
         # An item goes into a session's cart once (its first carted view).
         _, first_cart = np.unique(v_sess[carted] * self.config.n_items + v_item[carted], return_index=True)
@@ -631,52 +659,46 @@ class SyntheticShop:
         first_view[v_sess[first]] = first
         search_items = v_item[first_view[searches]]
         query = self._queries[search_items, browse.s_query_variant[searches]]
-        ones = lambda n: np.ones(n, dtype=np.int64)  # noqa: E731
-        blocks = [  # (event type, session, item (-1: none), second of the day, quantity, query)
-            (SEARCH, searches, np.full(len(searches), -1), s_start[searches], ones(len(searches)), query),
-            (IMPRESSION, imp_sess, imp_item, s_start[imp_sess], ones(len(imp_sess)), None),
-            (CLICK, v_sess[rec_view], v_item[rec_view], view_ts[rec_view] - 2, ones(rec_view.sum()), None),
-            (VIEW, v_sess, v_item, view_ts, ones(len(v_sess)), None),
+        blocks = [  # (event type, session, item (-1: none), second of the day, quantity (None: 1), query)
+            (SEARCH, searches, np.full(len(searches), -1), s_start[searches], None, query),
+            (IMPRESSION, imp_sess, imp_item, s_start[imp_sess], None, None),
+            (CLICK, v_sess[rec_view], v_item[rec_view], view_ts[rec_view] - 2, None, None),
+            (VIEW, v_sess, v_item, view_ts, None, None),
             (CART, v_sess[cart], v_item[cart], cart_ts[cart], v["v_quantity"][cart], None),
             (REMOVE, v_sess[remove], v_item[remove], session_end[remove] + 10, v["v_quantity"][remove], None),
             (PURCHASE, v_sess[buy], v_item[buy],
              session_end[buy] + s_checkout_delay[v_sess[buy]], v["v_quantity"][buy], None),
         ]  # fmt: skip
+        sizes = [len(b[1]) for b in blocks]
         events = {
-            "type": np.concatenate([np.full(len(b[1]), b[0]) for b in blocks]),
+            "type": np.repeat([b[0] for b in blocks], sizes),
             "session": np.concatenate([b[1] for b in blocks]),
             "item": np.concatenate([b[2] for b in blocks]),
             "second": np.concatenate([b[3] for b in blocks]),
-            "quantity": np.concatenate([b[4] for b in blocks]),
-            "query": np.concatenate([b[5] if b[5] is not None else np.full(len(b[1]), None) for b in blocks]),
+            "quantity": np.concatenate([np.ones(n, np.int64) if b[4] is None else b[4] for b, n in zip(blocks, sizes)]),
+            "query": np.concatenate([np.full(n, None) if b[5] is None else b[5] for b, n in zip(blocks, sizes)]),
         }
         # A day's file holds the day: sessions running past midnight are cut there.
         keep = events["second"] < 86400
-        order = np.lexsort((events["item"][keep], events["type"][keep], events["session"][keep], events["second"][keep]))
-        events = {name: a[keep][order] for name, a in events.items()}
+        events = {name: a[keep] for name, a in events.items()}
+        order = np.lexsort((events["item"], events["type"], events["session"], events["second"]))
+        events = {name: a[order] for name, a in events.items()}
         events["user"] = s_user[events["session"]]
-        events["session_start"] = s_start
-        return events
+        return events, s_start
 
-    def _remember_purchases(self, day: date, events: dict[str, np.ndarray]) -> None:
-        """Record today's consumable purchases: they drive future replenishments."""
-        bought = events["type"] == PURCHASE
-        consumable = bought.copy()
-        consumable[bought] = self._repurchase_days[self.item_category[events["item"][bought]]] > 0
-        n_items = self.config.n_items
-        keys = np.concatenate([self.history_user * n_items + self.history_item,
-                               events["user"][consumable] * n_items + events["item"][consumable]])  # fmt: skip
-        days = np.concatenate([self.history_day, np.full(consumable.sum(), day.toordinal())])
-        last = pd.Series(days).groupby(keys).max()
-        self.history_user, self.history_item = np.divmod(last.index.to_numpy(), n_items)
-        self.history_day = last.to_numpy()
+    def _bought_before(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Whether each (user, item) pair was bought on an earlier day."""
+        known = self.bought_user * self.config.n_items + self.bought_item  # sorted
+        keys = users * self.config.n_items + items
+        at = np.minimum(np.searchsorted(known, keys), max(len(known) - 1, 0))
+        return (known[at] == keys) if len(known) else np.zeros(len(keys), dtype=bool)
 
-    def _frame(self, day: date, events: dict[str, np.ndarray]) -> pd.DataFrame:
+    def _frame(self, day: date, events: dict[str, np.ndarray], session_starts: np.ndarray) -> pd.DataFrame:
         """The canonical events frame of one day."""
         # Session ids are numbered in order of their start time.
-        s_start = events["session_start"]
-        number = np.empty(len(s_start), dtype=np.int64)
-        number[np.argsort(s_start, kind="stable")] = np.arange(1, len(s_start) + 1)
+        number = np.empty(len(session_starts), dtype=np.int64)
+        number[np.argsort(session_starts, kind="stable")] = np.arange(1, len(session_starts) + 1)
+        session_ids = np.strings.add(f"S{day:%Y%m%d}-", np.strings.zfill(number.astype(str), 6))
         item = events["item"]
         has_item = item >= 0
         item_ids = np.where(has_item, self.item_ids[np.maximum(item, 0)], None)
@@ -690,7 +712,7 @@ class SyntheticShop:
                 "event_ts": pd.to_datetime(midnight + events["second"], unit="s", utc=True),
                 "quantity": events["quantity"],
                 "price": price,
-                "session_id": pd.Series(number[events["session"]]).map(f"S{day:%Y%m%d}-{{:06d}}".format),
+                "session_id": session_ids[events["session"]].astype(object),
                 "search_query": pd.Series(events["query"], dtype="str"),
             },
             columns=list(EVENT_COLUMNS),
