@@ -21,9 +21,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-run: install $(DAGSTER_HOME)/dagster.yaml ## generate the synthetic shop and materialise every asset
+run: install $(DAGSTER_HOME)/dagster.yaml ## generate the synthetic shop, run the pipeline, close the loop once
 	$(VENV)/bin/recs generate
 	$(VENV)/bin/recs run
+	$(VENV)/bin/recs simulate --days 7
+	$(VENV)/bin/recs run --new
+	$(VENV)/bin/recs report
 
 dev: install $(DAGSTER_HOME)/dagster.yaml ## the Dagster UI on http://127.0.0.1:3000
 	$(VENV)/bin/dagster dev -m recs_pipeline.definitions -h 127.0.0.1 -p 3000

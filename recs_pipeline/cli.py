@@ -2,6 +2,8 @@
 
     recs generate            # write the synthetic shop's landing zone
     recs run                 # materialise every asset for every day with a file
+    recs simulate --days 7   # shoppers see the published lists for 7 more days
+    recs run --start 2026-10-31 --end 2026-11-06
     recs run --start 2026-10-01 --end 2026-10-07
     recs sql "SELECT * FROM features.interactions LIMIT 5"
 """
@@ -68,6 +70,44 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def published_lists(settings: Settings):
+    """A function day -> the lists in force that day (the newest list_date <= day)."""
+    import pandas as pd
+
+    from recs_pipeline.warehouse import connection, table_exists
+
+    if not settings.warehouse_path.exists():
+        raise CliError("no warehouse yet", "run `recs run` first so that there are lists to show")
+    with connection(settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "serving.published_recommendations"):
+            raise CliError("no published recommendations yet", "run `recs run` first")
+        lists = con.execute(
+            "SELECT list_date, user_id, item_id, rank FROM serving.published_recommendations"
+        ).df()
+    lists["list_date"] = pd.to_datetime(lists["list_date"]).dt.date
+    dates = sorted(lists["list_date"].unique())
+
+    def lists_for_day(day):
+        in_force = [d for d in dates if d <= day]
+        return lists[lists["list_date"] == in_force[-1]] if in_force else None
+
+    return lists_for_day
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.synthetic.continuation import continue_landing_zone
+
+    if settings.source.kind != "synthetic":
+        raise CliError("only the synthetic shop can be simulated", "unset RECS_SOURCE")
+    if not (settings.landing_dir / "_truth" / "state.npz").exists():
+        raise CliError(f"no generated shop in {settings.landing_dir}", "run `recs generate` first")
+    report = continue_landing_zone(settings.landing_dir, args.days, published_lists(settings))
+    print(
+        f"simulated {len(report.days)} more days ({report.days[0]} to {report.days[-1]}): "
+        f"{report.n_events_written:,} event lines, {report.n_impressions:,} recommendation impressions"
+    )
+
+
 def _instance():
     import dagster as dg
 
@@ -118,10 +158,30 @@ def _failure_lines(result) -> list[str]:
     return lines
 
 
+def loaded_days(settings: Settings) -> set[date]:
+    from recs_pipeline.warehouse import connection, table_exists
+
+    if not settings.warehouse_path.exists():
+        return set()
+    with connection(settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "raw.events"):
+            return set()
+        return {r[0] for r in con.execute("SELECT DISTINCT partition_date FROM raw.events").fetchall()}
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.sources.adapters import build_source
+
     t0 = time.perf_counter()
     start = date.fromisoformat(args.start) if args.start else None
     end = date.fromisoformat(args.end) if args.end else start if args.start and not args.end else None
+    if args.new:
+        new = sorted(set(build_source(settings).event_days()) - loaded_days(settings))
+        if not new:
+            print("no new days to load")
+            return
+        start, end = new[0], new[-1]
+        print(f"loading {len(new)} new day(s): {start} to {end}")
     result = run_pipeline(settings, start, end, args.select)
     elapsed = time.perf_counter() - t0
     if not result.success:
@@ -150,6 +210,36 @@ def print_summary(settings: Settings) -> None:
         _print_table([d[0] for d in cur.description], cur.fetchall())
 
 
+REPORT_QUERIES = {
+    "model vs baselines on the hold-out (ml.evaluation)": """
+        PIVOT (SELECT strategy, metric, round(value, 4) AS value FROM ml.evaluation
+               WHERE metric IN ('precision@10', 'recall@10', 'ndcg@10', 'coverage'))
+        ON metric USING first(value) ORDER BY "precision@10" DESC""",
+    "lists served (serving.recommendations)": """
+        SELECT strategy, count(DISTINCT user_id) AS users, count(*) AS rows
+        FROM serving.recommendations GROUP BY 1 ORDER BY 2 DESC""",
+    "experiment results (feedback.experiment_results)": """
+        SELECT metric, variant_b || ' vs ' || variant_a AS comparison, round(value_a, 4) AS control,
+               round(value_b, 4) AS variant, round(lift, 3) AS lift,
+               '[' || round(ci_low, 3) || ', ' || round(ci_high, 3) || ']' AS lift_ci_95,
+               round(p_value, 5) AS p_value, n_a, n_b, underpowered
+        FROM feedback.experiment_results ORDER BY metric, comparison""",
+}
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.warehouse import connection, table_exists
+
+    with connection(settings.warehouse_path, read_only=True, lock_timeout_s=30) as con:
+        for title, query in REPORT_QUERIES.items():
+            table = title.split("(")[-1].rstrip(")")
+            if not table_exists(con, table):
+                continue
+            print(f"\n{title}")
+            cur = con.execute(query)
+            _print_table([d[0] for d in cur.description], cur.fetchall())
+
+
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.warehouse import connection
 
@@ -172,11 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dirt-rate", type=float, help="share of defective event lines (default 0.01)")
     gen.set_defaults(func=cmd_generate)
 
+    sim = sub.add_parser("simulate", help="continue the synthetic shop: shoppers see the published lists")
+    sim.add_argument("--days", type=int, default=7, help="days to simulate (default 7)")
+    sim.set_defaults(func=cmd_simulate)
+
     run = sub.add_parser("run", help="materialise the pipeline for a day or a range of days")
     run.add_argument("--start", help="first day (default: the first file)")
     run.add_argument("--end", help="last day (default: --start, or the last file)")
     run.add_argument("--select", help="comma-separated asset keys, e.g. raw/events,staging/stg_events")
+    run.add_argument("--new", action="store_true", help="only the days whose files are not loaded yet")
     run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="print model quality, served lists and experiment results")
+    rep.set_defaults(func=cmd_report)
 
     sql = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
     sql.add_argument("query")

@@ -10,7 +10,7 @@ with activity as (
         sum(case when event_type = 'add_to_cart' then 1 else 0 end) as n_carts,
         sum(case when event_type = 'purchase' then 1 else 0 end) as n_purchases,
         count(distinct case when event_type = 'purchase' then coalesce(user_id, session_id) end) as n_buyers,
-        sum(coalesce(revenue, 0)) as revenue,
+        round(sum(coalesce(revenue, 0)), 6) as revenue,
         min(event_ts) as first_event_ts,
         max(event_ts) as last_event_ts
     from {{ ref('stg_events') }}
@@ -29,7 +29,7 @@ select
     i.category,
     i.brand,
     i.price,
-    case when i.price is not null then ntile(5) over (partition by i.category, i.price is null order by i.price) end as price_band,
+    case when i.price is not null then ntile(5) over (partition by i.category, i.price is null order by i.price, a.item_id) end as price_band,
     i.description,
     coalesce(i.in_stock, true) as in_stock,
     i.launch_date,

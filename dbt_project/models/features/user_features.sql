@@ -8,7 +8,7 @@ with activity as (
         count(distinct session_id) as n_sessions,
         sum(case when event_type = 'purchase' then 1 else 0 end) as n_purchases,
         count(distinct case when event_type = 'purchase' then item_id end) as n_items_purchased,
-        sum(coalesce(revenue, 0)) as revenue,
+        round(sum(coalesce(revenue, 0)), 6) as revenue,
         min(event_ts) as first_seen_ts,
         max(event_ts) as last_seen_ts,
         max(case when event_type = 'purchase' then event_ts end) as last_purchase_ts

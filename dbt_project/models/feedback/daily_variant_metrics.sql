@@ -10,7 +10,7 @@ responses as (
         sum(case when event_type = 'click' then 1 else 0 end) as clicks,
         sum(case when event_type = 'add_to_cart' then 1 else 0 end) as add_to_carts,
         sum(case when event_type = 'purchase' then 1 else 0 end) as purchases,
-        sum(case when event_type = 'purchase' then coalesce(revenue, 0) else 0 end) as revenue
+        round(sum(case when event_type = 'purchase' then coalesce(revenue, 0) else 0 end), 6) as revenue
     from {{ ref('attributed_events') }}
     group by serve_id
 )

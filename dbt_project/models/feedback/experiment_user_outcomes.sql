@@ -19,7 +19,7 @@ clicks as (
     group by s.user_id
 ),
 purchases as (
-    select e.user_id, count(*) as purchases, sum(coalesce(e.revenue, 0)) as revenue
+    select e.user_id, count(*) as purchases, round(sum(coalesce(e.revenue, 0)), 6) as revenue
     from {{ ref('stg_events') }} e cross join period p
     where e.event_type = 'purchase' and not e.is_anonymous and e.event_date >= p.first_day
     group by e.user_id
