@@ -188,3 +188,69 @@ def test_serving_tables_cover_every_user_with_reasons(built):
     assert out_of_stock == 0 and no_reason == 0
     assert similar == n_items and versions == 1
     assert (settings.model_dir / "serving.json").exists()
+
+
+def test_campaign_content_respects_consent_and_recent_purchases(built):
+    settings, _, _, _ = built
+    with connection(settings.warehouse_path, read_only=True) as con:
+        n_rows, n_users = con.execute(
+            "SELECT count(*), count(DISTINCT user_id) FROM marketing.personalized_content"
+        ).fetchall()[0]
+        without_consent = con.execute(
+            "SELECT count(*) FROM marketing.personalized_content c JOIN features.user_features u USING (user_id) "
+            "WHERE NOT u.marketing_consent"
+        ).fetchall()[0][0]
+        sizes = dict(con.execute(
+            "SELECT channel, max(json_array_length(items)) FROM marketing.personalized_content GROUP BY 1"
+        ).fetchall())
+        recently_bought_shown = con.execute(
+            """SELECT count(*) FROM marketing.personalized_content c,
+                      unnest(from_json(c.items, '[{"item_id": "VARCHAR"}]')) AS t(item)
+               JOIN staging.stg_events e ON e.user_id = c.user_id AND e.item_id = t.item.item_id
+               WHERE e.event_type = 'purchase'
+                 AND e.event_ts >= (SELECT max(event_ts) FROM staging.stg_events) - INTERVAL 7 DAY"""
+        ).fetchall()[0][0]
+    assert n_rows > 0 and n_rows <= 2 * n_users
+    assert without_consent == 0
+    assert sizes == {"email": 3, "home_page": 5}
+    assert recently_bought_shown == 0
+
+
+def test_feedback_loop_reconciles(built, tmp_path):
+    """Shoppers see the published lists for three more days; the next run measures them."""
+    import shutil
+
+    from recs_pipeline.cli import published_lists
+    from recs_pipeline.synthetic.continuation import continue_landing_zone
+
+    settings, _, days, landing = built
+    # Work on copies: the other tests keep reading the original warehouse and landing zone.
+    shutil.copytree(landing, tmp_path / "landing")
+    shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
+    shutil.copytree(settings.model_dir, tmp_path / "models")
+    loop = settings_for(tmp_path, RECS_LANDING_DIR=str(tmp_path / "landing"))
+    report = continue_landing_zone(loop.landing_dir, 3, published_lists(loop))
+    assert report.n_impressions > 0
+    result = run_all_days(loop, report.days)
+    assert result.success
+    with connection(loop.warehouse_path, read_only=True) as con:
+        served = con.execute("SELECT count(*) FROM feedback.served_recommendations").fetchall()[0][0]
+        impressions = con.execute("SELECT sum(impressions) FROM feedback.daily_variant_metrics").fetchall()[0][0]
+        raw_impressions = con.execute(
+            "SELECT count(*) FROM staging.stg_events WHERE event_type = 'impression'"
+        ).fetchall()[0][0]
+        clicks = con.execute("SELECT count(*) FROM staging.stg_events WHERE event_type = 'click'").fetchall()[0][0]
+        attributed_clicks = con.execute(
+            "SELECT count(*) FROM feedback.attributed_events WHERE event_type = 'click'"
+        ).fetchall()[0][0]
+        counted_twice = con.execute(
+            "SELECT count(*) - count(DISTINCT event_id) FROM feedback.attributed_events"
+        ).fetchall()[0][0]
+        unattributed = con.execute(
+            "SELECT count(*) FROM feedback.served_recommendations WHERE variant = 'unattributed'"
+        ).fetchall()[0][0]
+        variants = {r[0] for r in con.execute("SELECT DISTINCT variant_b FROM feedback.experiment_results").fetchall()}
+    assert served == impressions == raw_impressions > 0
+    assert unattributed == 0
+    assert 0 < attributed_clicks <= clicks and counted_twice == 0
+    assert "hybrid" in variants

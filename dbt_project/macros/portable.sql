@@ -57,3 +57,12 @@
     else 0
   end
 {%- endmacro %}
+
+{# A JSON array of {item_id, title, price} objects in `order_by` order (one per group). #}
+{% macro items_json(item_id, title, price, order_by) -%}
+  {{ return(adapter.dispatch('items_json', 'recs_pipeline')(item_id, title, price, order_by)) }}
+{%- endmacro %}
+
+{% macro duckdb__items_json(item_id, title, price, order_by) -%}
+  to_json(list({'item_id': {{ item_id }}, 'title': {{ title }}, 'price': {{ price }}} order by {{ order_by }}))
+{%- endmacro %}

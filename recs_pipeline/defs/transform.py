@@ -47,6 +47,17 @@ def build_transform_assets(
 ) -> list[dg.AssetsDefinition]:
     translator = RecsDbtTranslator()
 
+    def dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, window: bool = False) -> Iterator[Any]:
+        dbt_vars = settings.dbt_vars()
+        if window:
+            span = context.partition_time_window
+            dbt_vars |= {
+                "min_date": span.start.date().isoformat(),
+                "max_date": (span.end - timedelta(days=1)).date().isoformat(),
+            }
+        settings.export_env()
+        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
@@ -58,39 +69,30 @@ def build_transform_assets(
         pool="duckdb",
     )
     def daily_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        window = context.partition_time_window
-        dbt_vars = {
-            **settings.dbt_vars(),
-            "min_date": window.start.date().isoformat(),
-            "max_date": (window.end - timedelta(days=1)).date().isoformat(),
-        }
-        settings.export_env()
-        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+        yield from dbt_build(context, dbt, window=True)
 
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
-        exclude="tag:daily tag:feedback",
+        exclude="tag:daily tag:after_serving",
         dagster_dbt_translator=translator,
         name="dbt_models",
         pool="duckdb",
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        settings.export_env()
-        yield from dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars())], context=context).stream()
+        yield from dbt_build(context, dbt)
 
-    # The feedback models read the lists the serving assets published, so they are a
-    # separate step after serving (one multi-asset cannot sit on both sides of it).
+    # The feedback and campaign models read the lists the serving assets wrote, so they
+    # are a separate step after serving (one multi-asset cannot sit on both sides of it).
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
-        select="tag:feedback",
+        select="tag:after_serving",
         dagster_dbt_translator=translator,
-        name="feedback_dbt_models",
+        name="after_serving_dbt_models",
         pool="duckdb",
     )
-    def feedback_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        settings.export_env()
-        yield from dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars())], context=context).stream()
+    def after_serving_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        yield from dbt_build(context, dbt)
 
-    return [daily_dbt_models, dbt_models, feedback_dbt_models]
+    return [daily_dbt_models, dbt_models, after_serving_dbt_models]
