@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -137,7 +138,9 @@ def run_pipeline(settings: Settings, start: date | None = None, end: date | None
         "dagster/asset_partition_range_end": end.isoformat(),
     }
     kwargs = {"asset_selection": _parse_selection(selection)} if selection else {}
-    return job.execute_in_process(instance=_instance(), tags=tags, raise_on_error=False, **kwargs)
+    # Step-by-step logs go to the Dagster UI (DAGSTER_HOME); the terminal shows warnings only.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(instance=_instance(), tags=tags, raise_on_error=False, run_config=quiet, **kwargs)
 
 
 def _parse_selection(selection: str):
@@ -286,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    if not args.debug:
+        warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*", module="dagster.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         settings = load_settings()
         args.func(settings, args)
