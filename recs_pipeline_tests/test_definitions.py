@@ -60,3 +60,30 @@ def test_schedule_skips_when_yesterdays_file_is_missing(tmp_path):
     ) as context:
         result = schedule.evaluate_tick(context)
     assert result.skip_message and "2026-09-02" in result.skip_message
+
+
+def test_sensor_requests_runs_for_new_and_changed_files(small_shop, tmp_path):
+    import shutil
+
+    root, report = small_shop
+    landing = tmp_path / "landing"
+    shutil.copytree(root / "landing", landing)
+    defs = build_defs(settings_for(tmp_path, RECS_LANDING_DIR=str(landing)))
+    sensor = defs.resolve_sensor_def("new_landing_files_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"shop_source": defs.resources["shop_source"]}
+
+    repo = defs.get_repository_def()
+    with dg.build_sensor_context(instance=instance, resources=resources, repository_def=repo) as context:
+        first = sensor.evaluate_tick(context)
+    assert len(first.run_requests) == report.n_days  # nothing loaded yet: every day is new
+    assert {r.partition_key for r in first.run_requests} == {p.stem for p in report.event_files}
+
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor, repository_def=repo) as context:
+        assert sensor.evaluate_tick(context).run_requests == []  # nothing changed
+
+    changed = sorted((landing / "events").glob("*.csv"))[3]
+    changed.write_text(changed.read_text() + changed.read_text().splitlines()[-1] + "\n")
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor, repository_def=repo) as context:
+        again = sensor.evaluate_tick(context)
+    assert [r.partition_key for r in again.run_requests] == [changed.stem]

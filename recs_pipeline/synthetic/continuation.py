@@ -15,14 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from recs_pipeline.synthetic.dirt import DEFECT_KINDS, inject_defects
-from recs_pipeline.synthetic.shop import (
-    DIRT_STREAM,
-    EVENT_COLUMNS,
-    SyntheticShop,
-    _events_text,
-    _write_text,
-)
+from recs_pipeline.synthetic.dirt import DEFECT_KINDS
+from recs_pipeline.synthetic.shop import SyntheticShop, _write_text, write_day, write_snapshots
 
 ListsForDay = Callable[[date], pd.DataFrame | None]
 
@@ -52,28 +46,15 @@ def continue_landing_zone(landing_dir: Path, n_days: int, lists_for_day: ListsFo
     counts = {kind: 0 for kind in DEFECT_KINDS}
     n_lines = n_impressions = 0
     for day in days:
-        lists = lists_for_day(day) if lists_for_day else None
-        frame = shop.simulate_day(day, lists)
-        n_impressions += int((frame["event_type"] == "impression").sum())
-        lines = _events_text(frame[list(EVENT_COLUMNS)])
-        can_template = (frame["item_id"].notna() & frame["price"].notna()).to_numpy()
-        lines, defects = inject_defects(lines, can_template, day, shop.config.dirt_rate, shop._day_rng(day, DIRT_STREAM))
-        name = f"events/{day.isoformat()}.csv"
+        path, lines, defects = write_day(shop, landing_dir, day, lists_for_day(day) if lists_for_day else None)
+        name = f"events/{path.name}"
         truth_lines = [t for t in truth_lines if not t.startswith(name + ",")]
         truth_lines += [f"{name},{line},{kind}" for line, kind in defects]
-        _write_text(landing_dir / name, EVENT_COLUMNS, lines)
+        n_impressions += sum(1 for line in path.read_text().splitlines() if ",impression," in line)
         for _, kind in defects:
             counts[kind] += 1
-        n_lines += len(lines)
+        n_lines += lines
     _write_text(defects_path, ("file", "line", "kind"), truth_lines)
-    new_last = days[-1] if days else last
-    items = shop.items[shop.items["launch_date"] <= new_last]
-    items = items.assign(in_stock=items["in_stock"].map({True: "true", False: "false"}))
-    items.to_csv(landing_dir / "items" / "items.csv", columns=["item_id", "title", "category", "brand", "price",
-                 "description", "in_stock", "launch_date"], index=False, lineterminator="\n", float_format="%.2f")
-    users = shop.users[shop.users["signup_date"] <= new_last]
-    users = users.assign(marketing_consent=users["marketing_consent"].map({True: "true", False: "false"}))
-    users.to_csv(landing_dir / "users" / "users.csv", columns=["user_id", "signup_date", "age_band", "gender",
-                 "country", "marketing_consent"], index=False, lineterminator="\n")
+    write_snapshots(shop, landing_dir, days[-1] if days else last)
     shop.save_state(state)
     return ContinuationReport(days=days, n_events_written=n_lines, n_impressions=n_impressions, n_defects=counts)

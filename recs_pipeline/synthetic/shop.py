@@ -768,6 +768,34 @@ def _write_text(path: Path, header: tuple[str, ...], lines: list[str]) -> None:
     path.write_bytes(("\n".join([",".join(header), *lines]) + "\n").encode("utf-8"))
 
 
+def write_day(
+    shop: SyntheticShop, landing_dir: Path, day: date, recommendations: pd.DataFrame | None = None
+) -> tuple[Path, int, list[tuple[int, str]]]:
+    """Simulate ``day`` and write ``events/<day>.csv`` with its injected defects.
+
+    Returns the file, its number of event lines and the ``(line, kind)`` of each defect.
+    """
+    frame = shop.simulate_day(day, recommendations)
+    lines = _events_text(frame)
+    can_template = (frame["item_id"].notna() & frame["price"].notna()).to_numpy()
+    lines, defects = inject_defects(lines, can_template, day, shop.config.dirt_rate, shop._day_rng(day, DIRT_STREAM))
+    path = Path(landing_dir) / "events" / f"{day.isoformat()}.csv"
+    _write_text(path, EVENT_COLUMNS, lines)
+    return path, len(lines), defects
+
+
+def write_snapshots(shop: SyntheticShop, landing_dir: Path, last: date) -> None:
+    """The catalogue and user snapshots as of ``last``: items launched and users signed up by then."""
+    landing_dir = Path(landing_dir)
+    items = shop.items[shop.items["launch_date"] <= last]
+    items = items.assign(in_stock=np.where(items["in_stock"], "true", "false"))
+    items.to_csv(landing_dir / "items" / "items.csv", columns=list(ITEM_COLUMNS), index=False, lineterminator="\n",
+                 float_format="%.2f")  # fmt: skip
+    users = shop.users[shop.users["signup_date"] <= last]
+    users = users.assign(marketing_consent=np.where(users["marketing_consent"], "true", "false"))
+    users.to_csv(landing_dir / "users" / "users.csv", columns=list(USER_COLUMNS), index=False, lineterminator="\n")
+
+
 def generate_landing_zone(landing_dir: Path, config: ShopConfig = ShopConfig()) -> GenerationReport:
     """Simulate ``config.n_days`` days and write the landing zone under ``landing_dir``.
 
@@ -794,25 +822,13 @@ def generate_landing_zone(landing_dir: Path, config: ShopConfig = ShopConfig()) 
     truth: list[tuple[str, int, str]] = []
     event_files, n_lines = [], 0
     for day in config.days:
-        frame = shop.simulate_day(day)
-        lines = _events_text(frame)
-        can_template = (frame["item_id"].notna() & frame["price"].notna()).to_numpy()
-        lines, defects = inject_defects(lines, can_template, day, config.dirt_rate, shop._day_rng(day, DIRT_STREAM))
-        path = paths["events"] / f"{day.isoformat()}.csv"
-        _write_text(path, EVENT_COLUMNS, lines)
+        path, lines, defects = write_day(shop, landing_dir, day)
         truth.extend((f"events/{path.name}", line, kind) for line, kind in defects)
         event_files.append(path)
-        n_lines += len(lines)
+        n_lines += lines
     for stale in sorted(set(paths["events"].glob("????-??-??.csv")) - set(event_files)):
         stale.unlink()
-
-    last = config.days[-1]
-    items = shop.items[shop.items["launch_date"] <= last]
-    items = items.assign(in_stock=np.where(items["in_stock"], "true", "false"))
-    items.to_csv(paths["items"], columns=list(ITEM_COLUMNS), index=False, lineterminator="\n", float_format="%.2f")
-    users = shop.users[shop.users["signup_date"] <= last]
-    users = users.assign(marketing_consent=np.where(users["marketing_consent"], "true", "false"))
-    users.to_csv(paths["users"], columns=list(USER_COLUMNS), index=False, lineterminator="\n")
+    write_snapshots(shop, landing_dir, config.days[-1])
     _write_text(paths["defects"], ("file", "line", "kind"), [f"{f},{line},{kind}" for f, line, kind in truth])
     shop.save_state(paths["state"])
 
