@@ -10,6 +10,7 @@ import dagster as dg
 
 from recs_pipeline.defs.feedback import build_feedback_assets
 from recs_pipeline.defs.ingest import build_ingest_assets
+from recs_pipeline.defs.marketing import campaign_content_is_sendable
 from recs_pipeline.defs.ml import build_ml_assets
 from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor
 from recs_pipeline.defs.partitions import build_daily_partitions
@@ -39,7 +40,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     jobs = build_jobs(partitions)
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_quality_checks(),
+        asset_checks=[*build_quality_checks(), campaign_content_is_sendable],
         jobs=list(jobs.values()),
         schedules=[build_schedule(settings, jobs["nightly_job"])],
         sensors=[build_sensor(jobs["nightly_job"])],
