@@ -67,6 +67,8 @@ class ModelSettings:
     # bit-for-bit repeatable, and every run of this pipeline must be.
     num_threads: int = 1
     random_state: int = 42
+    # Shown-but-ignored recommendations as negatives: used by the 'logistic' loss only.
+    negative_weight: float = 0.2
     user_identity_weight: float = 1.0
     item_identity_weight: float = 1.0
     holdout_days: int = 7  # the last N days are the hold-out

@@ -116,3 +116,21 @@ def test_mappings_round_trip_through_json_form():
     assert restored.user_index == mappings.user_index
     assert restored.item_feature_index == mappings.item_feature_index
     assert restored.n_item_features == mappings.n_item_features
+
+
+def test_weak_negatives_are_minus_one_and_skip_positives():
+    from recs_pipeline.ml.matrices import build_training_data, with_weak_negatives
+
+    interactions = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "b"], "weight": [2.0, 3.0]})
+    item_tokens = pd.DataFrame({"item_id": ["a", "b", "c"], "feature": ["f", "f", "g"], "weight": 1.0})
+    data = build_training_data(interactions, None, item_tokens)
+    negatives = pd.DataFrame({"user_id": ["u1", "u1", "u2", "zz"], "item_id": ["c", "a", "a", "a"]})
+    out = with_weak_negatives(data, negatives, weight=0.25)
+    dense = out.interactions.toarray()
+    weights = out.weights.toarray()
+    u, i = data.mappings.user_index, data.mappings.item_index
+    assert dense[u["u1"], i["a"]] == 1 and dense[u["u2"], i["b"]] == 1  # positives kept
+    assert dense[u["u1"], i["c"]] == -1 and dense[u["u2"], i["a"]] == -1  # shown, ignored
+    assert weights[u["u1"], i["c"]] == 0.25 and weights[u["u1"], i["a"]] == 2.0
+    assert (out.interactions.row == out.weights.row).all() and (out.interactions.col == out.weights.col).all()
+    assert out.interactions.nnz == 4  # the unknown user and the positive pair were skipped

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from recs_pipeline.defs.metadata import table_metadata
-from recs_pipeline.ml.matrices import build_training_data
+from recs_pipeline.ml.matrices import build_training_data, with_weak_negatives
 from recs_pipeline.ml.model import ModelParams, load_model, save_model, train
 from recs_pipeline.recommender.evaluation import HoldoutData, evaluate_holdout, promotion_decision
 from recs_pipeline.resources import ModelStoreResource, WarehouseResource
@@ -152,7 +152,12 @@ def build_ml_assets(settings: Settings) -> list:
 
     @dg.asset(
         key=["ml", "evaluation"],
-        deps=[training_set, dg.AssetKey(["features", "user_feature_tokens"]), dg.AssetKey(["features", "item_feature_tokens"])],
+        deps=[
+            training_set,
+            dg.AssetKey(["features", "user_feature_tokens"]),
+            dg.AssetKey(["features", "item_feature_tokens"]),
+            dg.AssetKey(["features", "impression_negatives"]),
+        ],
         group_name="ml",
         kinds={"lightfm", "duckdb"},
         pool="duckdb",
@@ -173,6 +178,10 @@ def build_ml_assets(settings: Settings) -> list:
             user_tokens = con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df()
             item_tokens = con.execute("SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL").df()
             in_stock = con.execute("SELECT item_id, in_stock FROM features.item_features").df()
+            negatives = con.execute(
+                "SELECT user_id, item_id FROM features.impression_negatives WHERE last_shown_ts < ?",
+                [first_holdout.to_pydatetime()],
+            ).df()
         holdout = HoldoutData(
             train_interactions=train_interactions,
             train_purchases=purchases,
@@ -181,9 +190,14 @@ def build_ml_assets(settings: Settings) -> list:
             item_tokens=item_tokens,
             cutoff=first_holdout,
             in_stock=in_stock.set_index("item_id")["in_stock"],
+            negatives=negatives,
         )
         report, _, _ = evaluate_holdout(
-            holdout, model_params(cfg), k=cfg.k, identity_weights=(cfg.user_identity_weight, cfg.item_identity_weight)
+            holdout,
+            model_params(cfg),
+            k=cfg.k,
+            identity_weights=(cfg.user_identity_weight, cfg.item_identity_weight),
+            negative_weight=cfg.negative_weight,
         )
         rows = [
             {"strategy": s, "metric": m, "value": float(v)} for s, ms in report.metrics.items() for m, v in ms.items()
@@ -211,7 +225,7 @@ def build_ml_assets(settings: Settings) -> list:
 
     @dg.asset(
         key=["ml", "model"],
-        deps=[evaluation, dg.AssetKey(["features", "interactions"])],
+        deps=[evaluation, dg.AssetKey(["features", "interactions"]), dg.AssetKey(["features", "impression_negatives"])],
         group_name="ml",
         kinds={"lightfm"},
         pool="duckdb",
@@ -230,11 +244,15 @@ def build_ml_assets(settings: Settings) -> list:
                 "SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL"
             ).df()
             evaluation_rows = con.execute("SELECT * FROM ml.evaluation").df()
+            negatives = con.execute("SELECT user_id, item_id FROM features.impression_negatives").df()
         params = model_params(cfg)
         data = build_training_data(
             interactions, user_tokens, item_tokens, "hybrid", cfg.user_identity_weight, cfg.item_identity_weight
         )
-        fitted = train(data.interactions, params, data.user_features, data.item_features, data.weights)
+        # Impressions nobody responded to are negatives for the logistic loss (the
+        # feedback loop); WARP and BPR sample their own negatives.
+        fit_data = with_weak_negatives(data, negatives, cfg.negative_weight) if cfg.loss == "logistic" else data
+        fitted = train(fit_data.interactions, params, data.user_features, data.item_features, fit_data.weights)
         metrics = {f"{r.strategy}/{r.metric}": r.value for r in evaluation_rows.itertuples()}
         # Same data and parameters -> same version: re-running does not pile up copies.
         digest = hashlib.sha256()

@@ -293,3 +293,34 @@ def build_training_data(
         normalise=normalise,
     )
     return TrainingData(mappings, binary, weights, user_features, item_features)
+
+
+def with_weak_negatives(data: TrainingData, negatives: pd.DataFrame, weight: float = 0.2) -> TrainingData:
+    """Add shown-but-ignored (user, item) pairs as explicit negatives (-1).
+
+    Only LightFM's ``logistic`` loss reads negative interactions; WARP and BPR sample
+    their own negatives, so the pipeline calls this for ``logistic`` only. Pairs outside
+    the index space or already positive are skipped; each negative gets ``weight`` as its
+    sample weight. Interactions and weights keep one sparsity pattern in one order, as
+    LightFM requires.
+    """
+    rows = data.mappings.user_codes(negatives["user_id"])
+    cols = data.mappings.item_codes(negatives["item_id"])
+    known = (rows >= 0) & (cols >= 0)
+    rows, cols = rows[known], cols[known]
+    positive = data.interactions.tocsr()
+    is_positive = np.asarray(positive[rows, cols]).ravel() > 0 if len(rows) else np.zeros(0, dtype=bool)
+    rows, cols = rows[~is_positive], cols[~is_positive]
+    base = data.weights.tocoo()
+    all_rows = np.concatenate([base.row, rows])
+    all_cols = np.concatenate([base.col, cols])
+    shape = base.shape
+    labels = np.concatenate([np.ones(len(base.data), dtype=np.float32), -np.ones(len(rows), dtype=np.float32)])
+    weights = np.concatenate([base.data.astype(np.float32), np.full(len(rows), weight, dtype=np.float32)])
+    return TrainingData(
+        data.mappings,
+        sp.coo_matrix((labels, (all_rows, all_cols)), shape=shape),
+        sp.coo_matrix((weights, (all_rows, all_cols)), shape=shape),
+        data.user_features,
+        data.item_features,
+    )

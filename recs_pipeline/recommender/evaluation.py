@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recs_pipeline.ml import baselines, blend, metrics, scoring
-from recs_pipeline.ml.matrices import TrainingData, build_training_data
+from recs_pipeline.ml.matrices import TrainingData, build_training_data, with_weak_negatives
 from recs_pipeline.ml.model import ModelParams, train
 
 CURVE_KS = (1, 3, 5, 10, 20)
@@ -37,6 +37,7 @@ class HoldoutData:
     item_tokens: pd.DataFrame
     cutoff: pd.Timestamp
     in_stock: pd.Series | None = None  # item_id -> bool
+    negatives: pd.DataFrame | None = None  # shown-but-ignored pairs before the cut-off (user_id, item_id)
 
 
 @dataclass
@@ -124,6 +125,7 @@ def evaluate_holdout(
     k: int = 10,
     identity_weights: tuple[float, float] = (1.0, 1.0),
     seed: int = 0,
+    negative_weight: float = 0.2,
 ) -> tuple[EvaluationReport, TrainingData, object]:
     """Train on the days before the cut-off and score every strategy on the days after."""
     data = build_training_data(
@@ -134,7 +136,10 @@ def evaluate_holdout(
         user_identity_weight=identity_weights[0],
         item_identity_weight=identity_weights[1],
     )
-    model = train(data.interactions, params, data.user_features, data.item_features, data.weights)
+    fit_data = data
+    if params.loss == "logistic" and holdout.negatives is not None:
+        fit_data = with_weak_negatives(data, holdout.negatives, negative_weight)
+    model = train(fit_data.interactions, params, data.user_features, data.item_features, fit_data.weights)
     relevant = holdout.relevant[holdout.relevant["user_id"].isin(data.mappings.user_ids)]
     eval_users = relevant["user_id"].unique()
     tune_users, report_users = split_users(eval_users, seed)
