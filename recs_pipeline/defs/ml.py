@@ -7,7 +7,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import dagster as dg
@@ -25,17 +25,9 @@ SERVING_POINTER = "serving.json"
 
 
 def model_params(cfg: ModelSettings) -> ModelParams:
-    return ModelParams(
-        loss=cfg.loss,
-        no_components=cfg.no_components,
-        epochs=cfg.epochs,
-        learning_rate=cfg.learning_rate,
-        item_alpha=cfg.item_alpha,
-        user_alpha=cfg.user_alpha,
-        max_sampled=cfg.max_sampled,
-        num_threads=cfg.num_threads,
-        random_state=cfg.random_state,
-    )
+    """The LightFM hyper-parameters among the model settings."""
+    names = {f.name for f in fields(ModelParams)} & {f.name for f in fields(ModelSettings)}
+    return ModelParams(**{name: getattr(cfg, name) for name in names})
 
 
 def weighted_interactions_sql(settings: Settings, where: str, reference: str) -> str:
