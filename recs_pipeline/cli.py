@@ -6,6 +6,7 @@
     recs run --start 2026-10-31 --end 2026-11-06
     recs run --start 2026-10-01 --end 2026-10-07
     recs sql "SELECT * FROM features.interactions LIMIT 5"
+    recs recommend U000042
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ REPORT_QUERIES = {
 def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.warehouse import connection, table_exists
 
-    with connection(settings.warehouse_path, read_only=True, lock_timeout_s=30) as con:
+    with connection(readable_warehouse(settings), read_only=True, lock_timeout_s=30) as con:
         for title, query in REPORT_QUERIES.items():
             table = title.split("(")[-1].rstrip(")")
             if not table_exists(con, table):
@@ -243,14 +244,43 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
             _print_table([d[0] for d in cur.description], cur.fetchall())
 
 
+def readable_warehouse(settings: Settings, live: bool = False) -> Path:
+    """The published snapshot (never locked by a run) unless ``live``; the live file otherwise."""
+    from recs_pipeline.defs.publish import snapshot_path
+
+    snapshot = snapshot_path(settings.warehouse_path)
+    if not live and snapshot.exists():
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(snapshot.stat().st_mtime))
+        print(f"(published snapshot of {stamp}; --live queries the warehouse itself)", file=sys.stderr)
+        return snapshot
+    if not settings.warehouse_path.exists():
+        raise CliError(f"no warehouse at {settings.warehouse_path}", "run `make run` (or `recs run`) first")
+    return settings.warehouse_path
+
+
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.warehouse import connection
 
-    if not settings.warehouse_path.exists():
-        raise CliError(f"no warehouse at {settings.warehouse_path}", "run `make run` (or `recs run`) first")
-    with connection(settings.warehouse_path, read_only=True, lock_timeout_s=30) as con:
+    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30) as con:
         cur = con.execute(args.query)
         _print_table([d[0] for d in cur.description], cur.fetchall(), max_rows=args.max_rows)
+
+
+def cmd_recommend(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.warehouse import connection
+
+    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30) as con:
+        cur = con.execute(
+            """SELECT r.rank, r.item_id, coalesce(i.title, '') AS title, i.category, round(i.price, 2) AS price,
+                      r.strategy, r.reason
+               FROM serving.recommendations r LEFT JOIN features.item_features i USING (item_id)
+               WHERE r.user_id = ? ORDER BY r.rank""",
+            [args.user_id],
+        )
+        rows = cur.fetchall()
+        if not rows:
+            raise CliError(f"no recommendations for user {args.user_id!r}", "check the id: recs sql \"SELECT user_id FROM serving.recommendations LIMIT 5\"")
+        _print_table([d[0] for d in cur.description], rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,7 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=50)
+    sql.add_argument("--live", action="store_true", help="query the live warehouse, not the published snapshot")
     sql.set_defaults(func=cmd_sql)
+
+    rec = sub.add_parser("recommend", help="print a user's list with the reasons")
+    rec.add_argument("user_id")
+    rec.add_argument("--live", action="store_true", help="read the live warehouse, not the published snapshot")
+    rec.set_defaults(func=cmd_recommend)
     return parser
 
 

@@ -14,6 +14,7 @@ from recs_pipeline.defs.marketing import campaign_content_is_sendable
 from recs_pipeline.defs.ml import build_ml_assets
 from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor
 from recs_pipeline.defs.partitions import build_daily_partitions
+from recs_pipeline.defs.publish import warehouse_snapshot
 from recs_pipeline.defs.quality import build_quality_checks
 from recs_pipeline.defs.serving import build_serving_assets
 from recs_pipeline.defs.transform import build_transform_assets
@@ -30,6 +31,7 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
         *build_ml_assets(settings),
         *build_serving_assets(settings),
         *build_feedback_assets(settings),
+        warehouse_snapshot,
     ]
     return assets, partitions
 

@@ -25,23 +25,32 @@ def is_lock_error(exc: BaseException) -> bool:
     )
 
 
-def connect(path: Path | str, *, read_only: bool = False, lock_timeout_s: float = 600.0) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, waiting while another process holds its lock."""
-    path = Path(path)
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+def _retry_on_lock(action, lock_timeout_s: float):
+    """Run ``action()``, retrying with back-off while the file is locked by another process."""
     deadline = time.monotonic() + lock_timeout_s
     delay = 0.05
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            con.execute("SET TimeZone = 'UTC'")
-            return con
+            return action()
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not is_lock_error(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def connect(path: Path | str, *, read_only: bool = False, lock_timeout_s: float = 600.0) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, waiting while another process holds its lock."""
+    if str(path) != ":memory:" and not read_only:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = _retry_on_lock(lambda: duckdb.connect(str(path), read_only=read_only), lock_timeout_s)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def attach_with_retry(con: duckdb.DuckDBPyConnection, attach_sql: str, lock_timeout_s: float = 600.0) -> None:
+    """ATTACH another database file, waiting while another process holds its lock."""
+    _retry_on_lock(lambda: con.execute(attach_sql), lock_timeout_s)
 
 
 @contextmanager

@@ -27,7 +27,7 @@
 {%- endmacro %}
 
 {% macro default__is_number(column) -%}
-  ({{ dbt.safe_cast(column, dbt.type_float()) }} is not null)
+  ({{ dbt.safe_cast(column, type_double()) }} is not null)
 {%- endmacro %}
 
 {% macro duckdb__is_number(column) -%}
@@ -66,3 +66,12 @@
 {% macro duckdb__items_json(item_id, title, price, order_by) -%}
   to_json(list({'item_id': {{ item_id }}, 'title': {{ title }}, 'price': {{ price }}} order by {{ order_by }}))
 {%- endmacro %}
+
+{# An 8-byte float (dbt's type_float() is a 4-byte FLOAT on DuckDB: prices would lose cents). #}
+{% macro type_double() -%}
+  {{ return(adapter.dispatch('type_double', 'recs_pipeline')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}double precision{%- endmacro %}
+
+{% macro duckdb__type_double() -%}double{%- endmacro %}

@@ -8,8 +8,10 @@ dbt tests become asset checks; ``dbt build`` skips models downstream of a failin
 
 
 import json
+import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -56,7 +58,12 @@ def build_transform_assets(
                 "max_date": (span.end - timedelta(days=1)).date().isoformat(),
             }
         settings.export_env()
-        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+        # Each invocation's artefacts go to a temporary folder: dagster-dbt otherwise
+        # leaves a new copy of the manifest under dbt_project/target every run.
+        with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
+            yield from dbt.cli(
+                ["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=Path(target)
+            ).stream()
 
     @dbt_assets(
         manifest=project.manifest_path,

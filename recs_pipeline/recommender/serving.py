@@ -22,7 +22,7 @@ from recs_pipeline.ml import baselines, blend, scoring
 from recs_pipeline.ml.matrices import Mappings, TrainingData, build_feature_matrix, build_interaction_matrices
 from recs_pipeline.recommender.evaluation import purchased_matrix
 
-SIMILARITY_REASON_THRESHOLD = 0.3
+SIMILARITY_REASON_THRESHOLD = 0.5
 HISTORY_ITEMS_FOR_REASONS = 20
 OUTPUT_COLUMNS = ["user_id", "rank", "item_id", "score", "strategy", "reason"]
 

@@ -6,8 +6,8 @@ with ranked as (
         nullif(trim(title), '') as title,
         lower(nullif(trim(category), '')) as category,
         lower(nullif(trim(brand), '')) as brand,
-        case when {{ is_number('price') }} and {{ dbt.safe_cast('trim(price)', dbt.type_float()) }} >= 0
-             then {{ dbt.safe_cast('trim(price)', dbt.type_float()) }} end as price,
+        case when {{ is_number('price') }} and {{ dbt.safe_cast('trim(price)', type_double()) }} >= 0
+             then {{ dbt.safe_cast('trim(price)', type_double()) }} end as price,
         nullif(trim(description), '') as description,
         lower(trim(coalesce(in_stock, 'true'))) not in ('false', '0', 'no', 'n') as in_stock,
         {{ dbt.safe_cast('launch_date', 'date') }} as launch_date,
