@@ -254,3 +254,27 @@ def test_feedback_loop_reconciles(built, tmp_path):
     assert unattributed == 0
     assert 0 < attributed_clicks <= clicks and counted_twice == 0
     assert "hybrid" in variants
+
+
+def test_cli_reads_the_published_snapshot(built, monkeypatch, capsys):
+    from recs_pipeline.cli import main
+    from recs_pipeline.defs.publish import snapshot_path
+
+    settings, _, _, landing = built
+    assert snapshot_path(settings.warehouse_path).exists()
+    monkeypatch.setenv("RECS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RECS_LANDING_DIR", str(landing))
+    with connection(settings.warehouse_path, read_only=True) as con:
+        user = con.execute("SELECT min(user_id) FROM serving.recommendations").fetchall()[0][0]
+
+    assert main(["recommend", user]) == 0
+    out = capsys.readouterr()
+    assert "published snapshot" in out.err
+    assert out.out.count("\n") == 2 + settings.model.top_n and "reason" in out.out
+
+    assert main(["sql", "SELECT count(*) AS n FROM quality.event_reconciliation WHERE NOT is_balanced"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].strip() == "0"
+
+    assert main(["recommend", "no-such-user"]) == 1
+    err = capsys.readouterr().err
+    assert "error: no recommendations for user 'no-such-user'" in err and "hint:" in err and "Traceback" not in err
