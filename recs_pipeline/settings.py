@@ -59,7 +59,9 @@ class ModelSettings:
     loss: str = "warp"
     no_components: int = 48
     epochs: int = 20
-    learning_rate: float = 0.05
+    # Tuned on the synthetic shop's hold-out: P@10 of the model alone rises smoothly from
+    # 0.014 (lr 0.025) to 0.036 (lr 0.5) and flattens above; other knobs moved it < 0.002.
+    learning_rate: float = 0.5
     item_alpha: float = 1e-6
     user_alpha: float = 1e-6
     max_sampled: int = 10
