@@ -34,7 +34,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml ## the Dagster UI on http://127.0.0.1:
 test: install ## the test suite (real DuckDB, dbt and Dagster on small generated data)
 	$(PY) -m pytest -q
 
-bench-quality: install ## model quality on MovieLens 100K, Online Retail and the synthetic shop
+bench: install ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes)
+	$(PY) -m benchmarks.pipeline
+
+bench-quality: install ## model quality on MovieLens 100K and Online Retail (about 1 minute)
 	$(PY) -m benchmarks.quality
 
 clean:

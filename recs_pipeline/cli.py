@@ -150,7 +150,7 @@ def _parse_selection(selection: str):
     return [dg.AssetKey(s.strip().split("/")) for s in selection.split(",") if s.strip()]
 
 
-def _failure_lines(result) -> list[str]:
+def failure_lines(result) -> list[str]:
     lines = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
@@ -189,7 +189,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     result = run_pipeline(settings, start, end, args.select)
     elapsed = time.perf_counter() - t0
     if not result.success:
-        for line in _failure_lines(result):
+        for line in failure_lines(result):
             print(f"  - {line}", file=sys.stderr)
         raise CliError(f"the run failed after {elapsed:.0f}s", "see the lines above; rerun with --debug for logs")
     print(f"\nrun succeeded in {elapsed:.1f}s; warehouse: {settings.warehouse_path}\n")

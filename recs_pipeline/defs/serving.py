@@ -31,7 +31,7 @@ def _load_inputs(warehouse: WarehouseResource) -> dict[str, pd.DataFrame]:
         }
 
 
-def _serving_model_and_data(warehouse: WarehouseResource, model_store: ModelStoreResource):
+def serving_model_and_data(warehouse: WarehouseResource, model_store: ModelStoreResource):
     """The serving model, its pointer, today's inputs and the matrices in its index space."""
     version, model, mappings, _, metrics, pointer = load_serving_model(model_store)
     inputs = _load_inputs(warehouse)
@@ -65,7 +65,7 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         "lists from profile features or popularity, out-of-stock items filtered; strategy and reason per row.",
     )
     def recommendations(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
-        version, model, pointer, inputs, data = _serving_model_and_data(warehouse, model_store)
+        version, model, pointer, inputs, data = serving_model_and_data(warehouse, model_store)
         now = pd.Timestamp(inputs["now"])
         recs = recommend_all(
             data, model, inputs["purchases"], inputs["items"], inputs["users"], pointer["repeat_share"], cfg.top_n, now
@@ -112,7 +112,7 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         "representations (new items included, through their content features).",
     )
     def similar_items(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
-        version, model, _, inputs, data = _serving_model_and_data(warehouse, model_store)
+        version, model, _, inputs, data = serving_model_and_data(warehouse, model_store)
         table = similar_item_table(data, model, inputs["items"], cfg.similar_n)
         table["model_version"] = version
         with warehouse.connect() as con:
