@@ -73,27 +73,13 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def published_lists(settings: Settings):
-    """A function day -> the lists in force that day (the newest list_date <= day)."""
-    import pandas as pd
+    """day -> the lists in force that day, read from the warehouse."""
+    from recs_pipeline.synthetic.continuation import NoListsError, lists_from_warehouse
 
-    from recs_pipeline.warehouse import connection, table_exists
-
-    if not settings.warehouse_path.exists():
-        raise CliError("no warehouse yet", "run `recs run` first so that there are lists to show")
-    with connection(settings.warehouse_path, read_only=True) as con:
-        if not table_exists(con, "serving.published_recommendations"):
-            raise CliError("no published recommendations yet", "run `recs run` first")
-        lists = con.execute(
-            "SELECT list_date, user_id, item_id, rank FROM serving.published_recommendations"
-        ).df()
-    lists["list_date"] = pd.to_datetime(lists["list_date"]).dt.date
-    dates = sorted(lists["list_date"].unique())
-
-    def lists_for_day(day):
-        in_force = [d for d in dates if d <= day]
-        return lists[lists["list_date"] == in_force[-1]] if in_force else None
-
-    return lists_for_day
+    try:
+        return lists_from_warehouse(settings.warehouse_path)
+    except NoListsError as exc:
+        raise CliError(str(exc), "run `recs run` first so that there are lists to show") from None
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from recs_pipeline.defs.feedback import build_feedback_assets
 from recs_pipeline.defs.ingest import build_ingest_assets
 from recs_pipeline.defs.marketing import campaign_content_is_sendable
 from recs_pipeline.defs.ml import build_ml_assets
-from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor
+from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor, build_simulation
 from recs_pipeline.defs.partitions import build_daily_partitions
 from recs_pipeline.defs.publish import warehouse_snapshot
 from recs_pipeline.defs.quality import build_quality_checks
@@ -40,11 +40,17 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     assets, partitions = build_assets(settings)
     jobs = build_jobs(partitions)
+    schedules = [build_schedule(settings, jobs["nightly_job"])]
+    extra_jobs = []
+    if settings.source.kind == "synthetic":
+        simulate_job, simulate_schedule = build_simulation(settings)
+        extra_jobs.append(simulate_job)
+        schedules.append(simulate_schedule)
     return dg.Definitions(
         assets=assets,
         asset_checks=[*build_quality_checks(), campaign_content_is_sendable],
-        jobs=list(jobs.values()),
-        schedules=[build_schedule(settings, jobs["nightly_job"])],
+        jobs=[*jobs.values(), *extra_jobs],
+        schedules=schedules,
         sensors=[build_sensor(jobs["nightly_job"])],
         resources=build_resources(settings),
         # The warehouse is one DuckDB file with a single writer: steps of a run execute

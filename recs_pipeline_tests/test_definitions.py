@@ -87,3 +87,12 @@ def test_sensor_requests_runs_for_new_and_changed_files(small_shop, tmp_path):
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor, repository_def=repo) as context:
         again = sensor.evaluate_tick(context)
     assert [r.partition_key for r in again.run_requests] == [changed.stem]
+
+
+def test_shop_simulation_is_an_opt_in_demo_for_the_synthetic_source_only(tmp_path):
+    synthetic = build_defs(settings_for(tmp_path))
+    schedule = synthetic.resolve_schedule_def("simulate_shop_day_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert synthetic.resolve_job_def("simulate_shop_day_job") is not None
+    retail = build_defs(settings_for(tmp_path, RECS_SOURCE="online_retail", RECS_SOURCE_PATH=str(tmp_path / "none")))
+    assert [s.name for s in retail.schedules] == ["nightly_schedule"]

@@ -70,3 +70,37 @@ def build_sensor(job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
         context.update_cursor(json.dumps(seen, sort_keys=True))
 
     return new_landing_files_sensor
+
+
+def build_simulation(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
+    """The synthetic shop's own night: shoppers live one more day, seeing the published
+    lists, and its file lands before the nightly schedule picks it up. Demo only, so the
+    schedule starts stopped."""
+
+    @dg.op(description="Simulate the synthetic shop's next day, shoppers seeing the published lists.")
+    def simulate_next_shop_day(context: dg.OpExecutionContext) -> None:
+        from recs_pipeline.synthetic.continuation import NoListsError, continue_landing_zone, lists_from_warehouse
+
+        try:
+            lists = lists_from_warehouse(settings.warehouse_path)
+        except NoListsError as exc:
+            context.log.warning(f"{exc}: simulating without recommendations")
+            lists = None
+        report = continue_landing_zone(settings.landing_dir, 1, lists)
+        context.log.info(
+            f"wrote {report.days[0]}: {report.n_events_written} lines, {report.n_impressions} impressions"
+        )
+
+    @dg.job(name="simulate_shop_day_job", description="The synthetic shop lives one more day (demo data).")
+    def simulate_shop_day_job():
+        simulate_next_shop_day()
+
+    schedule = dg.ScheduleDefinition(
+        name="simulate_shop_day_schedule",
+        job=simulate_shop_day_job,
+        cron_schedule="0 2 * * *",
+        execution_timezone=settings.schedule_timezone,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Demo: a new synthetic day lands at 02:00; with the new-files sensor on, the loop runs by itself.",
+    )
+    return simulate_shop_day_job, schedule

@@ -21,6 +21,31 @@ from recs_pipeline.synthetic.shop import SyntheticShop, _write_text, write_day, 
 ListsForDay = Callable[[date], pd.DataFrame | None]
 
 
+class NoListsError(RuntimeError):
+    """The warehouse has no published lists yet."""
+
+
+def lists_from_warehouse(warehouse_path: Path) -> ListsForDay:
+    """day -> the lists in force that day (the newest ``list_date`` on or before it),
+    from ``serving.published_recommendations``."""
+    from recs_pipeline.warehouse import connection, table_exists
+
+    if not Path(warehouse_path).exists():
+        raise NoListsError(f"no warehouse at {warehouse_path}")
+    with connection(warehouse_path, read_only=True) as con:
+        if not table_exists(con, "serving.published_recommendations"):
+            raise NoListsError("no published recommendations yet")
+        lists = con.execute("SELECT list_date, user_id, item_id, rank FROM serving.published_recommendations").df()
+    lists["list_date"] = pd.to_datetime(lists["list_date"]).dt.date
+    dates = sorted(lists["list_date"].unique())
+
+    def lists_for_day(day: date) -> pd.DataFrame | None:
+        in_force = [d for d in dates if d <= day]
+        return lists[lists["list_date"] == in_force[-1]] if in_force else None
+
+    return lists_for_day
+
+
 @dataclass
 class ContinuationReport:
     days: list[date]
