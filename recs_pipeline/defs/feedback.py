@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from recs_pipeline.defs.metadata import table_metadata
-from recs_pipeline.defs.ml import _png_markdown
+from recs_pipeline.defs.ml import png_markdown
 from recs_pipeline.experiments import assign_variants, compare_variants
 from recs_pipeline.resources import WarehouseResource
 from recs_pipeline.settings import Settings
@@ -30,7 +30,7 @@ def daily_ctr_chart(daily: pd.DataFrame) -> str:
     ax.set(title="daily CTR by variant", ylabel="clicks / impressions")
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
-    md = _png_markdown(fig)
+    md = png_markdown(fig)
     plt.close(fig)
     return md
 
@@ -134,7 +134,8 @@ def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             if exp.control in set(outcomes["variant"]) and outcomes["variant"].nunique() > 1
             else pd.DataFrame()
         )
-        results.insert(0, "experiment_id", exp.experiment_id) if len(results) else None
+        if len(results):
+            results.insert(0, "experiment_id", exp.experiment_id)
         with warehouse.connect() as con:
             if len(results):
                 con.register("results_frame", results)

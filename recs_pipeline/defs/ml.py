@@ -64,7 +64,7 @@ def write_serving_pointer(store: ModelStoreResource, pointer: dict) -> None:
     os.replace(tmp, store.root / SERVING_POINTER)
 
 
-def _png_markdown(fig) -> str:
+def png_markdown(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return f"![chart](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
@@ -84,7 +84,7 @@ def curves_chart(curves: dict[str, dict[int, tuple[float, float]]]) -> str:
     ax_p.set(title="precision@k", xlabel="k")
     ax_r.set(title="recall@k", xlabel="k")
     ax_r.legend(fontsize=7)
-    md = _png_markdown(fig)
+    md = png_markdown(fig)
     plt.close(fig)
     return md
 
