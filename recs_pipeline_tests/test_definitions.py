@@ -76,11 +76,14 @@ def test_sensor_requests_runs_for_new_and_changed_files(small_shop, tmp_path):
     repo = defs.get_repository_def()
     with dg.build_sensor_context(instance=instance, resources=resources, repository_def=repo) as context:
         first = sensor.evaluate_tick(context)
-    assert len(first.run_requests) == report.n_days  # nothing loaded yet: every day is new
-    assert {r.partition_key for r in first.run_requests} == {p.stem for p in report.event_files}
+    # Nothing loaded yet: one run over every day, not one run per file.
+    [request] = first.run_requests
+    days = sorted(p.stem for p in report.event_files)
+    assert request.tags["dagster/asset_partition_range_start"] == days[0]
+    assert request.tags["dagster/asset_partition_range_end"] == days[-1]
 
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor, repository_def=repo) as context:
-        assert sensor.evaluate_tick(context).run_requests == []  # nothing changed
+        assert not sensor.evaluate_tick(context).run_requests  # nothing changed
 
     changed = sorted((landing / "events").glob("*.csv"))[3]
     changed.write_text(changed.read_text() + changed.read_text().splitlines()[-1] + "\n")

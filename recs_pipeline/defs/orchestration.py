@@ -1,6 +1,7 @@
 """Jobs, the nightly schedule and the new-files sensor."""
 
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -51,23 +52,34 @@ def build_sensor(job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
         minimum_interval_seconds=60,
         # The nightly schedule is the default trigger; switch this on for loading as files land.
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Launches a run for each day whose events file is new (never loaded) or has changed.",
+        description="Launches one run over the days whose events files are new (never loaded) or changed.",
     )
     def new_landing_files_sensor(context: dg.SensorEvaluationContext, shop_source: ShopSourceResource):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         loaded = set(context.instance.get_materialized_partitions(RAW_EVENTS))
+        new_days = []
         for day, path in sorted(shop_source.source().event_files().items()):
             stat = path.stat()
             signature = f"{stat.st_mtime_ns}:{stat.st_size}"
             key = day.isoformat()
             known = seen.get(key)
-            if known == signature or (known is None and key in loaded and not seen):
-                # First tick: days already materialised (by `make run` or a backfill) are baselined.
-                seen[key] = signature
-                continue
             seen[key] = signature
-            yield dg.RunRequest(run_key=f"{key}:{signature}", partition_key=key)
+            if known == signature or (known is None and key in loaded and not context.cursor):
+                # First tick: days already materialised (by `make run` or a backfill) are baselined.
+                continue
+            new_days.append(key)
         context.update_cursor(json.dumps(seen, sort_keys=True))
+        if not new_days:
+            return dg.SkipReason("no new or changed events files")
+        # One run for the span of new days (a single-run backfill), not one run per file:
+        # the model and the lists are rebuilt once. Days in between are reloaded as they are.
+        first, last = new_days[0], new_days[-1]
+        if first == last:
+            return dg.RunRequest(run_key=f"{first}:{seen[first]}", partition_key=first)
+        return dg.RunRequest(
+            run_key=f"{first}..{last}:" + hashlib.sha1("|".join(seen[d] for d in new_days).encode()).hexdigest()[:12],
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        )
 
     return new_landing_files_sensor
 
