@@ -106,3 +106,23 @@ def test_user_halves_are_disjoint_and_stable():
     a2, b2 = split_users(users[::-1])
     assert set(a).isdisjoint(b) and len(a) + len(b) == 1000
     assert set(a) == set(a2) and 400 < len(a) < 600
+
+
+def test_users_newer_than_the_model_are_scored_by_their_profile(shop):
+    profiles = pd.concat(
+        [shop["profiles"], pd.DataFrame({"user_id": ["NEW1", "NEW2"], "country": ["GB", None], "age_band": None})],
+        ignore_index=True,
+    )
+    tokens = pd.concat(
+        [shop["user_tokens"], pd.DataFrame({"user_id": ["NEW1"], "feature": ["country:GB"], "weight": [1.0]})],
+        ignore_index=True,
+    )
+    recs = recommend_all(shop["data"], shop["model"], shop["purchases"], shop["catalogue"], profiles,
+                         repeat_share=0.2, n=5, now=shop["now"], user_tokens=tokens)
+    by_user = recs.groupby("user_id")["strategy"].agg(set)
+    assert by_user["NEW1"] == {"cold_start_features"}
+    assert by_user["NEW2"] == {"popular"}
+    # A GB newcomer gets what the model learned for GB users (the even taste group).
+    new1 = recs[recs["user_id"] == "NEW1"]["item_id"].str[1:].astype(int)
+    gb = recs[recs["user_id"] == "U36"]["item_id"].str[1:].astype(int)  # cold GB user inside the model
+    assert (new1 < 15).mean() >= 0.8 and (gb < 15).mean() >= 0.8

@@ -68,7 +68,15 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         version, model, pointer, inputs, data = serving_model_and_data(warehouse, model_store)
         now = pd.Timestamp(inputs["now"])
         recs = recommend_all(
-            data, model, inputs["purchases"], inputs["items"], inputs["users"], pointer["repeat_share"], cfg.top_n, now
+            data,
+            model,
+            inputs["purchases"],
+            inputs["items"],
+            inputs["users"],
+            pointer["repeat_share"],
+            cfg.top_n,
+            now,
+            user_tokens=inputs["user_tokens"],
         )
         # generated_at is the as-of time of the data (the newest event), not the wall
         # clock, so rebuilding from the same data gives identical rows.

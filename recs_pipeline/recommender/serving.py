@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from recs_pipeline.ml import baselines, blend, scoring
-from recs_pipeline.ml.matrices import Mappings, TrainingData, build_feature_matrix, build_interaction_matrices
+from recs_pipeline.ml.matrices import (
+    Mappings,
+    TrainingData,
+    build_feature_matrix,
+    build_interaction_matrices,
+    cold_feature_matrix,
+)
 from recs_pipeline.recommender.evaluation import purchased_matrix
 
 SIMILARITY_REASON_THRESHOLD = 0.5
@@ -92,8 +98,12 @@ def recommend_all(
     repeat_share: float,
     n: int,
     now: pd.Timestamp,
+    user_tokens: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Top-``n`` rows for every user in ``users`` (user_id, country, age_band).
+
+    ``user_tokens`` (user_id, feature, weight) lets users the model has never seen
+    (signed up after it was trained) be scored through their profile features.
 
     ``items`` has item_id, title, category, in_stock; ``purchases`` user_id, item_id,
     event_ts (all history). Out-of-stock items are never recommended.
@@ -164,6 +174,16 @@ def recommend_all(
     cold = scoring.top_n(
         model, n, data.user_features, data.item_features, users=cold_rows[has_features], item_mask=item_mask
     ).to_frame(maps.user_ids, maps.item_ids)
+    unseen = rest[cold_rows < 0]
+    if user_tokens is not None and len(unseen):
+        # Users newer than the model: their tokens alone (the ones the model knows).
+        tokens = user_tokens[user_tokens["user_id"].isin(unseen)]
+        ids = pd.Index(np.sort(tokens["user_id"].unique()), dtype=object)
+        matrix = cold_feature_matrix(tokens, ids, maps, side="user")
+        scored = np.flatnonzero(np.diff(matrix.indptr) > 0)
+        if len(scored):
+            newer = scoring.score_cold_users(model, matrix[scored], n, data.item_features, item_mask)
+            cold = pd.concat([cold, newer.to_frame(ids[scored], maps.item_ids)], ignore_index=True)
     cold["strategy"] = "cold_start_features"
     who = profile.reindex(cold["user_id"])
     described = (
@@ -173,7 +193,7 @@ def recommend_all(
     )
     cold["reason"] = ("popular with shoppers like you (" + described + ")").to_numpy()
 
-    anonymous = rest[~has_features] if len(rest) else rest
+    anonymous = rest.difference(pd.Index(cold["user_id"].unique()))
     pop_items = np.argsort(-np.where(item_mask, popularity, -np.inf), kind="stable")[:n]
     popular = pd.DataFrame(
         {
