@@ -246,16 +246,17 @@ def build_ml_assets(settings: Settings) -> list:
         fit_data = with_weak_negatives(data, negatives, cfg.negative_weight) if cfg.loss == "logistic" else data
         fitted = train(fit_data.interactions, params, data.user_features, data.item_features, fit_data.weights)
         metrics = {f"{r.strategy}/{r.metric}": r.value for r in evaluation_rows.itertuples()}
-        # Same data and parameters -> same version: re-running does not pile up copies.
-        digest = hashlib.sha256()
-        for frame in (interactions, user_tokens, item_tokens):
-            digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
-        digest.update(json.dumps(asdict(params), sort_keys=True).encode())
-        version = digest.hexdigest()[:12]
         metrics["feature_config"] = {
             "user_identity_weight": cfg.user_identity_weight,
             "item_identity_weight": cfg.item_identity_weight,
         }
+        # Same data and settings -> same version: re-running does not pile up copies.
+        digest = hashlib.sha256()
+        frames = (interactions, user_tokens, item_tokens) + ((negatives,) if fit_data is not data else ())
+        for frame in frames:
+            digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+        digest.update(json.dumps([asdict(params), metrics["feature_config"]], sort_keys=True).encode())
+        version = digest.hexdigest()[:12]
         directory = save_model(model_store.root / version, fitted, data.mappings, params, metrics)
 
         # The promotion gate.
