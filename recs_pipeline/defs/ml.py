@@ -171,7 +171,7 @@ def build_ml_assets(settings: Settings) -> list:
             item_tokens = con.execute("SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL").df()
             in_stock = con.execute("SELECT item_id, in_stock FROM features.item_features").df()
             negatives = con.execute(
-                "SELECT user_id, item_id FROM features.impression_negatives WHERE last_shown_ts < ?",
+                "SELECT user_id, item_id FROM features.impression_negatives WHERE last_shown_ts < ? ORDER BY ALL",
                 [first_holdout.to_pydatetime()],
             ).df()
         holdout = HoldoutData(
@@ -236,7 +236,7 @@ def build_ml_assets(settings: Settings) -> list:
                 "SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL"
             ).df()
             evaluation_rows = con.execute("SELECT * FROM ml.evaluation").df()
-            negatives = con.execute("SELECT user_id, item_id FROM features.impression_negatives").df()
+            negatives = con.execute("SELECT user_id, item_id FROM features.impression_negatives ORDER BY ALL").df()
         params = model_params(cfg)
         data = build_training_data(
             interactions, user_tokens, item_tokens, "hybrid", cfg.user_identity_weight, cfg.item_identity_weight
