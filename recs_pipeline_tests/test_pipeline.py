@@ -105,7 +105,8 @@ def test_raw_rows_reconcile_with_clean_quarantined_and_duplicates(built):
 def test_rematerialising_a_partition_gives_identical_tables(built):
     settings, _, days, _ = built
     tables = ["raw.events", "staging.stg_events", "quality.quarantine_events", "quality.duplicate_events",
-              "features.interactions", "features.item_features"]
+              "features.interactions", "features.item_features", "ml.evaluation", "serving.recommendations",
+              "serving.similar_items", "marketing.personalized_content"]
     with connection(settings.warehouse_path, read_only=True) as con:
         before = {t: table_checksum(con, t, "loaded_at" if t == "raw.events" else "") for t in tables}
     defs = build_defs(settings)

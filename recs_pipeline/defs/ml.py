@@ -159,12 +159,12 @@ def build_ml_assets(settings: Settings) -> list:
     def evaluation(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.connect(read_only=True) as con:
             train_interactions = con.execute("SELECT * FROM ml.training_set ORDER BY user_id, item_id").df()
-            relevant = con.execute("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user").df()
+            relevant = con.execute("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user ORDER BY ALL").df()
             last = con.execute("SELECT max(event_ts) FROM staging.stg_events").fetchall()[0][0]
             first_holdout = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
             purchases = con.execute(
                 "SELECT user_id, item_id, event_ts FROM staging.stg_events WHERE event_type = 'purchase' "
-                "AND NOT is_anonymous AND event_ts < ?",
+                "AND NOT is_anonymous AND event_ts < ? ORDER BY ALL",
                 [first_holdout.to_pydatetime()],
             ).df()
             user_tokens = con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df()

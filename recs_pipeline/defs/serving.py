@@ -12,6 +12,7 @@ from recs_pipeline.warehouse import replace_table
 
 
 def _load_inputs(warehouse: WarehouseResource) -> dict[str, pd.DataFrame]:
+    # Every frame in a fixed order: sums over rows then come out the same on every run.
     with warehouse.connect(read_only=True) as con:
         return {
             "interactions": con.execute(
@@ -20,12 +21,13 @@ def _load_inputs(warehouse: WarehouseResource) -> dict[str, pd.DataFrame]:
             "user_tokens": con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df(),
             "item_tokens": con.execute("SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL").df(),
             "items": con.execute(
-                "SELECT item_id, coalesce(title, item_id) AS title, category, in_stock FROM features.item_features"
+                "SELECT item_id, coalesce(title, item_id) AS title, category, in_stock FROM features.item_features "
+                "ORDER BY item_id"
             ).df(),
             "users": con.execute("SELECT user_id, country, age_band FROM features.user_features ORDER BY user_id").df(),
             "purchases": con.execute(
                 "SELECT user_id, item_id, event_ts FROM staging.stg_events "
-                "WHERE event_type = 'purchase' AND NOT is_anonymous AND item_id IS NOT NULL"
+                "WHERE event_type = 'purchase' AND NOT is_anonymous AND item_id IS NOT NULL ORDER BY ALL"
             ).df(),
             "now": con.execute("SELECT max(event_ts) FROM staging.stg_events").fetchall()[0][0],
         }
