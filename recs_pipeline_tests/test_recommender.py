@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import pytest
 
 from recs_pipeline.ml.matrices import build_training_data
@@ -126,3 +127,20 @@ def test_users_newer_than_the_model_are_scored_by_their_profile(shop):
     new1 = recs[recs["user_id"] == "NEW1"]["item_id"].str[1:].astype(int)
     gb = recs[recs["user_id"] == "U36"]["item_id"].str[1:].astype(int)  # cold GB user inside the model
     assert (new1 < 15).mean() >= 0.8 and (gb < 15).mean() >= 0.8
+
+
+def test_model_auc_is_high_for_the_taste_groups_and_half_for_noise(shop):
+    from recs_pipeline.recommender.evaluation import model_auc
+
+    data, model = shop["data"], shop["model"]
+    nothing_excluded = sp.csr_matrix((data.mappings.n_users, data.mappings.n_items))
+    # Relevant = every item of the user's own taste group (even users: I0-I14).
+    users = [f"U{i}" for i in range(36)]
+    liked = pd.DataFrame(
+        [(u, f"I{j}") for i, u in enumerate(users) for j in (range(15) if i % 2 == 0 else range(15, 30))],
+        columns=["user_id", "item_id"],
+    )
+    assert model_auc(model, data, liked, nothing_excluded) > 0.8
+    rng = np.random.default_rng(1)
+    noise = pd.DataFrame({"user_id": np.repeat(users, 5), "item_id": [f"I{j}" for j in rng.integers(0, 30, 180)]})
+    assert 0.3 < model_auc(model, data, noise, nothing_excluded) < 0.7

@@ -177,6 +177,7 @@ def evaluate_holdout(
             kk: (metrics.precision_at_k(reported, report_rel, kk), metrics.recall_at_k(reported, report_rel, kk))
             for kk in CURVE_KS
         }
+    results["lightfm"]["auc"] = model_auc(model, data, report_rel, purchased_matrix(holdout.train_purchases, data))
     report = EvaluationReport(
         k=k,
         repeat_share=share,
@@ -187,6 +188,26 @@ def evaluate_holdout(
         n_eval_users=len(report_users),
     )
     return report, data, model
+
+
+def model_auc(model, data: TrainingData, relevant: pd.DataFrame, exclude, max_users: int = 2000) -> float:
+    """Mean per-user AUC of the model's scores over the catalogue (items bought before
+    the cut-off are neither positives nor negatives). At most ``max_users`` users (the
+    first by id) are scored, to bound the dense users x items block."""
+    users = pd.Index(np.sort(relevant["user_id"].unique())[:max_users])
+    if not len(users):
+        return float("nan")
+    chosen = relevant[relevant["user_id"].isin(users)]
+    cols = data.mappings.item_codes(chosen["item_id"])
+    known = cols >= 0
+    positives = sp.csr_matrix(
+        (np.ones(int(known.sum())), (users.get_indexer(chosen["user_id"])[known], cols[known])),
+        shape=(len(users), data.mappings.n_items),
+    )
+    rows = data.mappings.user_codes(users)
+    representation = scoring.representations(model, data.user_features, data.item_features)
+    scores = np.vstack([batch for _, batch in scoring.score_batches(*representation, rows)])
+    return metrics.mean_auc(scores, positives, exclude[rows])
 
 
 @dataclass(frozen=True)
