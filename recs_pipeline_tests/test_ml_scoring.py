@@ -122,3 +122,23 @@ def test_similar_items_are_cosine_neighbours_without_the_item_itself(trained):
         rows = neighbours[neighbours["item"] == item]
         assert list(rows["similar_item"]) == list(np.argsort(-cosine[item], kind="stable")[:3])
         np.testing.assert_allclose(rows["score"], np.sort(cosine[item])[::-1][:3], rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 10, 50])
+def test_prefiltered_top_n_rows_equals_a_full_sort_on_wide_rows(n):
+    from recs_pipeline.ml.scoring import top_n_rows
+
+    rng = np.random.default_rng(n)
+    scores = rng.standard_normal((64, 20_000)).astype(np.float32)
+    scores[0, :] = -np.inf  # every item excluded: nothing to recommend
+    scores[1, :-3] = -np.inf  # three candidates left, fewer than n for n > 3
+    scores[2, ::5] = -np.inf  # a fifth excluded
+    scores[3, 17_000:] += 5  # the best items all at the end, far from the sample's spread
+    items, values = top_n_rows(scores.copy(), n)
+
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    expected_values = np.take_along_axis(scores, expected, axis=1)
+    np.testing.assert_array_equal(values, expected_values)
+    finite = np.isfinite(expected_values)
+    np.testing.assert_array_equal(items[finite], expected[finite])
+    assert not finite[0].any() and finite[1].sum() == min(n, 3)

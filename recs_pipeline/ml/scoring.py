@@ -45,20 +45,76 @@ class Ranked(NamedTuple):
         )
 
 
+# Rows wider than this use the threshold pre-filter below; narrower ones a plain argpartition.
+_PREFILTER_MIN_COLUMNS = 4096
+_PREFILTER_SAMPLE_COLUMNS = 2048
+
+
+def _sorted_rows(candidates: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each row's candidates by value descending, ties by column ascending."""
+    order = np.lexsort((candidates, -values), axis=1) if candidates.size else np.zeros(candidates.shape, int)
+    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
 def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of the ``n`` largest entries of each row, sorted descending.
+    """Column indices and values of the ``n`` largest entries of each row, sorted descending
+    (ties broken by the lower column index, so the result is deterministic).
 
     Entries equal to ``-inf`` (excluded items) may appear at the end of a row
     when fewer than ``n`` candidates are left; callers drop them.
+
+    Wide rows are pre-filtered, exactly: the ``n``-th largest value of a fixed
+    sample of columns is a lower bound of the row's ``n``-th largest value, so
+    only entries at or above it can be in the top ``n``. One comparison pass
+    over the batch replaces a full ``argpartition`` (which costs ~30 ns per
+    entry and dominated scoring), and only the few hundred survivors per row
+    are sorted.
     """
-    n = min(n, scores.shape[1])
+    n_rows, n_cols = scores.shape
+    n = min(n, n_cols)
+    if n_rows == 0 or n == 0:
+        return np.zeros((n_rows, n), dtype=np.int64), np.zeros((n_rows, n), dtype=scores.dtype)
+    if n_cols < _PREFILTER_MIN_COLUMNS or n * 8 > _PREFILTER_SAMPLE_COLUMNS:
+        return _top_n_plain(scores, n)
+
+    # A fixed, evenly spread sample of columns (deterministic; exactness does not depend on it).
+    sample = np.linspace(0, n_cols - 1, _PREFILTER_SAMPLE_COLUMNS).astype(np.int64)
+    threshold = -np.partition(-scores[:, sample], n - 1, axis=1)[:, n - 1]
+    keep = scores >= threshold[:, None]
+    flat = np.flatnonzero(keep)  # row-major: grouped by row, columns ascending
+    rows, cols = np.divmod(flat, n_cols)
+    counts = np.bincount(rows, minlength=n_rows)
+    # Rows whose threshold is -inf (most items excluded) keep almost everything: those go
+    # through the plain path, so that the survivors of the others fit a narrow matrix.
+    dense = counts <= 8 * n * n_cols // _PREFILTER_SAMPLE_COLUMNS
+    out_items = np.zeros((n_rows, n), dtype=np.int64)
+    out_values = np.full((n_rows, n), -np.inf, dtype=scores.dtype)
+    if not dense.all():
+        wide = np.flatnonzero(~dense)
+        out_items[wide], out_values[wide] = _top_n_plain(scores[wide], n)
+        light = dense[rows]
+        rows, cols = rows[light], cols[light]
+        counts[wide] = 0
+    position = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    width = max(int(counts.max()), n)
+    survivors = np.full((n_rows, width), -np.inf, dtype=scores.dtype)
+    survivor_cols = np.zeros((n_rows, width), dtype=np.int64)
+    survivors[rows, position] = scores[rows, cols]
+    survivor_cols[rows, position] = cols
+    narrow = np.flatnonzero(dense)
+    best, best_values = _top_n_plain(survivors[narrow], n)
+    out_items[narrow] = np.take_along_axis(survivor_cols[narrow], best, axis=1)
+    out_values[narrow] = best_values
+    return out_items, out_values
+
+
+def _top_n_plain(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n_rows`` by ``argpartition`` of every entry (for narrow rows)."""
     if n < scores.shape[1]:
         candidates = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     else:
         candidates = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
-    order = np.argsort(-candidate_scores, axis=1, kind="stable")
-    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(candidate_scores, order, axis=1)
+    return _sorted_rows(candidates, np.take_along_axis(scores, candidates, axis=1))
 
 
 def rank_score_batches(
