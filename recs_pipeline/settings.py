@@ -73,6 +73,13 @@ class ModelSettings:
     negative_weight: float = 0.2
     user_identity_weight: float = 1.0
     item_identity_weight: float = 1.0
+    # Nightly runs continue the newest model trained on earlier days for a few epochs
+    # instead of training from scratch (the bulk of a nightly run's time otherwise);
+    # after `full_retrain_every` warm starts in a row the next run trains from scratch.
+    # 0 turns warm starts off.
+    warm_start_epochs: int = 5
+    full_retrain_every: int = 7
+    keep_model_versions: int = 8  # model folders kept in the store (the serving one always)
     holdout_days: int = 7  # the last N days are the hold-out
     k: int = 10  # metrics @k
     top_n: int = 10  # list length in serving.recommendations

@@ -83,3 +83,82 @@ def test_failed_save_keeps_the_previous_model(tmp_path, data):
         save_model(target, _fit(data), data.mappings, PARAMS, {"run": object()})
     assert json.loads((target / "metrics.json").read_text()) == {"run": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["current"]
+
+
+def _grown(data):
+    """The same shop a day later: two new users, a new item, and user u0 gone (erased)."""
+    interactions = pd.DataFrame(
+        {
+            "user_id": [u for u in data.mappings.user_ids if u != "u0"] + ["u_new1", "u_new2"],
+            "item_id": ["i1"] * (data.mappings.n_users - 1) + ["i_new", "i2"],
+            "weight": 1.0,
+        }
+    )
+    item_tokens = pd.DataFrame(
+        {"item_id": [f"i{i}" for i in range(25)] + ["i_new"], "feature": [f"c:{i % 4}" for i in range(25)] + ["c:9"], "weight": 1.0}
+    )
+    return build_training_data(interactions, item_tokens=item_tokens)
+
+
+def test_warm_start_carries_every_known_row_over_by_id(data):
+    from recs_pipeline.ml.model import warm_start
+
+    base = _fit(data)
+    grown = _grown(data)
+    model, carried = warm_start(base, data.mappings, grown.mappings, PARAMS)
+    assert model.user_embeddings.shape == (grown.mappings.n_user_features, PARAMS.no_components)
+    old_row = data.mappings.user_index["u7"]
+    new_row = grown.mappings.user_index["u7"]
+    np.testing.assert_array_equal(model.user_embeddings[new_row], base.user_embeddings[old_row])
+    np.testing.assert_array_equal(model.user_embedding_gradients[new_row], base.user_embedding_gradients[old_row])
+    # A token keeps its row too, although the identity block in front of it grew.
+    old_token = data.mappings.item_feature_index["c:2"]
+    new_token = grown.mappings.item_feature_index["c:2"]
+    np.testing.assert_array_equal(model.item_embeddings[new_token], base.item_embeddings[old_token])
+    # New rows start as a fresh LightFM model's do: small embeddings, zero bias, adagrad state 1.
+    fresh = grown.mappings.user_index["u_new1"]
+    assert np.abs(model.user_embeddings[fresh]).max() <= 0.5 / PARAMS.no_components
+    assert model.user_biases[fresh] == 0 and np.all(model.user_embedding_gradients[fresh] == 1)
+    assert carried["user"] == pytest.approx((data.mappings.n_users - 1) / grown.mappings.n_users)
+
+
+def test_warm_start_base_is_strictly_older_compatible_and_the_chain_is_cut(tmp_path, data):
+    from recs_pipeline.ml.model import find_warm_start_base, fit_model
+
+    context = {"role": "serving"}
+    model, training = fit_model(data.interactions, PARAMS, data.mappings, data.user_features, data.item_features)
+    assert training["chain"] == 0 and training["warm_start_of"] is None
+    save_model(tmp_path / "v1", model, data.mappings, PARAMS, {"training": {**training, "horizon": "2026-10-01", "context": context}})
+
+    base = find_warm_start_base(tmp_path, PARAMS, "2026-10-02", context, max_chain=3, epochs=2)
+    assert base is not None and base.version == "v1" and base.epochs == 2
+    # Re-running the day the model was trained for must not continue from it (repeatable re-runs).
+    assert find_warm_start_base(tmp_path, PARAMS, "2026-10-01", context, 3, 2) is None
+    # Other hyper-parameters or context: not a base.
+    other = ModelParams(**{**PARAMS.__dict__, "no_components": 4})
+    assert find_warm_start_base(tmp_path, other, "2026-10-02", context, 3, 2) is None
+    assert find_warm_start_base(tmp_path, PARAMS, "2026-10-02", {"role": "evaluation"}, 3, 2) is None
+    assert find_warm_start_base(tmp_path, PARAMS, "2026-10-02", context, 0, 2) is None
+
+    grown = _grown(data)
+    model2, training2 = fit_model(
+        grown.interactions, PARAMS, grown.mappings, grown.user_features, grown.item_features, base=base
+    )
+    assert (training2["warm_start_of"], training2["chain"], training2["epochs"]) == ("v1", 1, 2)
+    again, _ = fit_model(grown.interactions, PARAMS, grown.mappings, grown.user_features, grown.item_features, base=base)
+    np.testing.assert_array_equal(model2.user_embeddings, again.user_embeddings)  # repeatable
+    save_model(tmp_path / "v2", model2, grown.mappings, PARAMS, {"training": {**training2, "horizon": "2026-10-02", "context": context}})
+    assert find_warm_start_base(tmp_path, PARAMS, "2026-10-03", context, 3, 2).version == "v2"
+    # v2 is one warm start from scratch: with a chain limit of 1 only v1 qualifies.
+    assert find_warm_start_base(tmp_path, PARAMS, "2026-10-03", context, 1, 2).version == "v1"
+
+
+def test_prune_keeps_the_newest_and_the_protected_versions(tmp_path, data):
+    from recs_pipeline.ml.model import prune_models
+
+    model = _fit(data)
+    for day in range(1, 6):
+        save_model(tmp_path / f"v{day}", model, data.mappings, PARAMS, {"training": {"horizon": f"2026-10-0{day}"}})
+    deleted = prune_models(tmp_path, keep=2, protect={"v1"})
+    assert sorted(deleted) == ["v2", "v3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v1", "v4", "v5"]

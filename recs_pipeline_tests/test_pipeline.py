@@ -255,6 +255,19 @@ def test_feedback_loop_reconciles(built, tmp_path):
     assert unattributed == 0
     assert 0 < attributed_clicks <= clicks and counted_twice == 0
     assert "hybrid" in variants
+    # The next night continues yesterday's models instead of training from scratch.
+    training = {
+        event.asset_key.to_user_string(): event.materialization.metadata["training"].value
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.to_user_string() in ("ml/model", "ml/evaluation")
+    }
+    assert training["ml/model"].startswith("warm start of") and training["ml/evaluation"].startswith("warm start of")
+    first = {
+        event.asset_key.to_user_string(): event.materialization.metadata["training"].value
+        for event in built[1].get_asset_materialization_events()
+        if event.asset_key.to_user_string() == "ml/model"
+    }
+    assert first["ml/model"].startswith("from scratch")
 
 
 def test_cli_reads_the_published_snapshot(built, monkeypatch, capsys):

@@ -15,13 +15,39 @@ import pandas as pd
 
 from recs_pipeline.defs.metadata import table_metadata
 from recs_pipeline.ml.matrices import build_training_data, with_weak_negatives
-from recs_pipeline.ml.model import ModelParams, load_model, save_model, train
+from recs_pipeline.ml.model import (
+    ModelParams,
+    find_warm_start_base,
+    fit_model,
+    load_model,
+    prune_models,
+    save_model,
+)
 from recs_pipeline.recommender.evaluation import HoldoutData, evaluate_holdout, promotion_decision
 from recs_pipeline.resources import ModelStoreResource, WarehouseResource
 from recs_pipeline.settings import ModelSettings, Settings
 from recs_pipeline.warehouse import replace_table
 
 SERVING_POINTER = "serving.json"
+EVALUATION_MODELS = "evaluation"  # sub-folder of the model store for the hold-out models
+
+
+def data_version(frames: tuple[pd.DataFrame, ...], *extra) -> str:
+    """A short content hash of the training frames and settings: same inputs, same version."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:12]
+
+
+def training_description(training: dict) -> str:
+    if training.get("warm_start_of"):
+        return (
+            f"warm start of {training['warm_start_of']} ({training['epochs']} epochs; "
+            f"{training['chain']} in a row since a training from scratch)"
+        )
+    return f"from scratch ({training['epochs']} epochs)"
 
 
 def model_params(cfg: ModelSettings) -> ModelParams:
@@ -156,7 +182,7 @@ def build_ml_assets(settings: Settings) -> list:
         description="LightFM hybrid trained on the training days, the serving blend (buy-again + model) and the "
         "baselines (popularity, buy-again, item-based) scored on the hold-out days.",
     )
-    def evaluation(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def evaluation(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
         with warehouse.connect(read_only=True) as con:
             train_interactions = con.execute("SELECT * FROM ml.training_set ORDER BY user_id, item_id").df()
             relevant = con.execute("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user ORDER BY ALL").df()
@@ -184,13 +210,27 @@ def build_ml_assets(settings: Settings) -> list:
             in_stock=in_stock.set_index("item_id")["in_stock"],
             negatives=negatives,
         )
-        report, _, _ = evaluate_holdout(
+        params = model_params(cfg)
+        store = model_store.root / EVALUATION_MODELS
+        horizon = str((first_holdout - pd.Timedelta(days=1)).date())  # the last training day
+        context = {"role": "evaluation", "identity_weights": [cfg.user_identity_weight, cfg.item_identity_weight],
+                   "negative_weight": cfg.negative_weight}
+        base = find_warm_start_base(store, params, horizon, context, cfg.full_retrain_every, cfg.warm_start_epochs)
+        report, data, fitted = evaluate_holdout(
             holdout,
-            model_params(cfg),
+            params,
             k=cfg.k,
             identity_weights=(cfg.user_identity_weight, cfg.item_identity_weight),
             negative_weight=cfg.negative_weight,
+            base=base,
         )
+        # Kept so that tomorrow's evaluation can continue from it.
+        version = data_version(
+            (train_interactions, user_tokens, item_tokens), asdict(params), context, base and base.version
+        )
+        save_model(store / version, fitted, data.mappings, params, {"training": {**report.training, "horizon": horizon,
+                                                                                 "context": context}})
+        prune_models(store, keep=2)
         rows = [
             {"strategy": s, "metric": m, "value": float(v)} for s, ms in report.metrics.items() for m, v in ms.items()
         ]
@@ -208,6 +248,7 @@ def build_ml_assets(settings: Settings) -> list:
                 "repeat_share": dg.MetadataValue.float(report.repeat_share),
                 "eval_users": report.n_eval_users,
                 "best_baseline": f"{baseline_name} ({key} {baseline:.4f})",
+                "training": training_description(report.training),
                 "metrics": dg.MetadataValue.md(
                     pd.DataFrame(report.metrics).T.round(4).to_markdown()
                 ),
@@ -236,6 +277,7 @@ def build_ml_assets(settings: Settings) -> list:
                 "SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL"
             ).df()
             evaluation_rows = con.execute("SELECT * FROM ml.evaluation").df()
+            horizon = str(con.execute("SELECT max(event_ts)::DATE FROM staging.stg_events").fetchall()[0][0])
             negatives = con.execute("SELECT user_id, item_id FROM features.impression_negatives ORDER BY ALL").df()
         params = model_params(cfg)
         data = build_training_data(
@@ -244,19 +286,22 @@ def build_ml_assets(settings: Settings) -> list:
         # Impressions nobody responded to are negatives for the logistic loss (the
         # feedback loop); WARP and BPR sample their own negatives.
         fit_data = with_weak_negatives(data, negatives, cfg.negative_weight) if cfg.loss == "logistic" else data
-        fitted = train(fit_data.interactions, params, data.user_features, data.item_features, fit_data.weights)
         metrics = {f"{r.strategy}/{r.metric}": r.value for r in evaluation_rows.itertuples()}
         metrics["feature_config"] = {
             "user_identity_weight": cfg.user_identity_weight,
             "item_identity_weight": cfg.item_identity_weight,
         }
-        # Same data and settings -> same version: re-running does not pile up copies.
-        digest = hashlib.sha256()
+        context = {"role": "serving", **metrics["feature_config"], "negative_weight": cfg.negative_weight}
+        base = find_warm_start_base(
+            model_store.root, params, horizon, context, cfg.full_retrain_every, cfg.warm_start_epochs
+        )
+        fitted, training = fit_model(
+            fit_data.interactions, params, data.mappings, data.user_features, data.item_features, fit_data.weights, base
+        )
+        metrics["training"] = {**training, "horizon": horizon, "context": context}
+        # Same data, settings and base -> same version: re-running does not pile up copies.
         frames = (interactions, user_tokens, item_tokens) + ((negatives,) if fit_data is not data else ())
-        for frame in frames:
-            digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
-        digest.update(json.dumps([asdict(params), metrics["feature_config"]], sort_keys=True).encode())
-        version = digest.hexdigest()[:12]
+        version = data_version(frames, asdict(params), metrics["feature_config"], base and base.version)
         directory = save_model(model_store.root / version, fitted, data.mappings, params, metrics)
 
         # The promotion gate.
@@ -282,9 +327,14 @@ def build_ml_assets(settings: Settings) -> list:
                     "reason": reason,
                 },
             )
+        pruned = prune_models(
+            model_store.root, cfg.keep_model_versions, protect={version, (serving_pointer(model_store) or {}).get("version")}
+        )
         return dg.MaterializeResult(
             metadata={
                 "version": version,
+                "training": training_description(training),
+                "models_pruned": len(pruned),
                 "path": dg.MetadataValue.path(str(directory)),
                 "promoted": promoted,
                 "gate_passed": decision.promote,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from lightfm import LightFM
 
@@ -85,6 +86,180 @@ def train(
         num_threads=params.num_threads,
     )
     return model
+
+
+def feature_keys(mappings: Mappings, side: str) -> pd.Index:
+    """A label for every row of a side's feature embeddings, in row order: the identity
+    block (``id\t<user or item id>``) then the tokens (``token\t<feature>``)."""
+    ids = mappings.user_ids if side == "user" else mappings.item_ids
+    tokens = mappings.user_tokens if side == "user" else mappings.item_tokens
+    identity = mappings.user_identity if side == "user" else mappings.item_identity
+    parts = ([("id\t" + ids.astype(str)).to_numpy(dtype=object)] if identity else []) + [
+        ("token\t" + tokens.astype(str)).to_numpy(dtype=object)
+    ]
+    return pd.Index(np.concatenate(parts) if parts else np.array([], dtype=object), dtype=object)
+
+
+def warm_start(
+    base: LightFM,
+    base_mappings: Mappings,
+    mappings: Mappings,
+    params: ModelParams,
+) -> tuple[LightFM, dict[str, float]]:
+    """A model in ``mappings``' index space that starts from ``base``'s learned state.
+
+    Every feature row (an entity's own embedding or an attribute token) that ``base``
+    knows keeps its embedding, bias and optimiser state; new rows are initialised as
+    LightFM initialises a fresh model; rows that disappeared (e.g. an erased user) are
+    dropped. Returns the model and the share of rows carried over per side.
+    """
+    if base.no_components != params.no_components:
+        raise ValueError(f"cannot warm-start: base has {base.no_components} components, settings {params.no_components}")
+    model = params.new_model()
+    # LightFM's own initialiser, so new rows look exactly like a fresh model's.
+    model._initialize(
+        params.no_components, mappings.n_item_features, mappings.n_user_features
+    )
+    carried: dict[str, float] = {}
+    for side in ("user", "item"):
+        source = feature_keys(base_mappings, side).get_indexer(feature_keys(mappings, side))
+        found = source >= 0
+        for name in _STATE_ARRAYS:
+            if name.startswith(side):
+                getattr(model, name)[found] = getattr(base, name)[source[found]]
+        carried[side] = float(found.mean()) if len(found) else 1.0
+    return model, carried
+
+
+def fit_more(
+    model: LightFM,
+    interactions: sp.coo_matrix,
+    params: ModelParams,
+    epochs: int,
+    user_features: sp.csr_matrix | None = None,
+    item_features: sp.csr_matrix | None = None,
+    sample_weight: sp.coo_matrix | None = None,
+) -> LightFM:
+    """Continue training ``model`` (e.g. from :func:`warm_start`) for ``epochs`` epochs."""
+    model.fit_partial(
+        interactions,
+        user_features=user_features,
+        item_features=item_features,
+        sample_weight=sample_weight,
+        epochs=epochs,
+        num_threads=params.num_threads,
+    )
+    return model
+
+
+@dataclass(frozen=True)
+class WarmStartBase:
+    """A stored model to continue from, and how many warm starts led to it."""
+
+    model: LightFM
+    mappings: Mappings
+    version: str
+    chain: int  # warm starts since the last training from scratch (0 = trained from scratch)
+    epochs: int  # epochs to continue for
+
+
+def fit_model(
+    interactions: sp.coo_matrix,
+    params: ModelParams,
+    mappings: Mappings,
+    user_features: sp.csr_matrix | None = None,
+    item_features: sp.csr_matrix | None = None,
+    sample_weight: sp.coo_matrix | None = None,
+    base: WarmStartBase | None = None,
+) -> tuple[LightFM, dict]:
+    """Train from scratch, or continue from ``base`` for ``base.epochs`` epochs.
+
+    Returns the model and its training record (stored with the model):
+    ``warm_start_of`` (base version or None), ``chain`` and ``epochs``.
+    """
+    if base is None:
+        model = train(interactions, params, user_features, item_features, sample_weight)
+        return model, {"warm_start_of": None, "chain": 0, "epochs": params.epochs}
+    model, carried = warm_start(base.model, base.mappings, mappings, params)
+    fit_more(model, interactions, params, base.epochs, user_features, item_features, sample_weight)
+    return model, {
+        "warm_start_of": base.version,
+        "chain": base.chain + 1,
+        "epochs": base.epochs,
+        "carried_user_rows": carried["user"],
+        "carried_item_rows": carried["item"],
+    }
+
+
+def _comparable(params: ModelParams) -> dict:
+    """The parameters two models must share for one to continue the other."""
+    return {k: v for k, v in asdict(params).items() if k not in ("epochs", "num_threads")}
+
+
+def find_warm_start_base(
+    root: str | Path,
+    params: ModelParams,
+    horizon: str,
+    context: dict,
+    max_chain: int,
+    epochs: int,
+) -> WarmStartBase | None:
+    """The newest stored model trained on data ending strictly before ``horizon``.
+
+    Candidates must have the same hyper-parameters (but epochs) and the same
+    ``context`` (feature settings, split), and be fewer than ``max_chain`` warm
+    starts away from a training from scratch, so the chain is cut regularly.
+    "Strictly before" keeps re-runs repeatable: re-materialising the same day
+    finds the same base, never the model it is replacing.
+    """
+    root = Path(root)
+    if max_chain <= 0 or not root.is_dir():
+        return None
+    best: tuple[str, str, dict] | None = None
+    for directory in root.iterdir():
+        if directory.name.startswith(".") or not (directory / "metrics.json").is_file():
+            continue
+        try:
+            stored = json.loads((directory / "params.json").read_text())
+            training = json.loads((directory / "metrics.json").read_text()).get("training", {})
+        except (OSError, ValueError):
+            continue  # a foreign or damaged folder is never a base
+        if (
+            training.get("horizon", "9999") < horizon
+            and training.get("context") == context
+            and training.get("chain", max_chain) < max_chain
+            and _comparable(ModelParams(**stored)) == _comparable(params)
+            and (best is None or (training["horizon"], directory.name) > best[:2])
+        ):
+            best = (training["horizon"], directory.name, training)
+    if best is None:
+        return None
+    model, mappings, _, _ = load_model(root / best[1])
+    return WarmStartBase(model, mappings, best[1], int(best[2]["chain"]), epochs)
+
+
+def prune_models(root: str | Path, keep: int, protect: set[str] = frozenset()) -> list[str]:
+    """Delete all but the ``keep`` newest model folders (by training horizon, then
+    modification time), never those in ``protect``. Returns the deleted versions."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for directory in root.iterdir():
+        if directory.name.startswith(".") or not (directory / "model.npz").is_file():
+            continue
+        try:
+            horizon = json.loads((directory / "metrics.json").read_text()).get("training", {}).get("horizon", "")
+        except (OSError, ValueError):
+            horizon = ""
+        found.append((horizon, directory.stat().st_mtime, directory))
+    found.sort(reverse=True)
+    deleted = []
+    for _, _, directory in found[keep:]:
+        if directory.name not in protect:
+            shutil.rmtree(directory, ignore_errors=True)
+            deleted.append(directory.name)
+    return deleted
 
 
 def save_model(

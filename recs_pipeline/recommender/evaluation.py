@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recs_pipeline.ml import baselines, blend, metrics, scoring
 from recs_pipeline.ml.matrices import TrainingData, build_training_data, with_weak_negatives
-from recs_pipeline.ml.model import ModelParams, train
+from recs_pipeline.ml.model import ModelParams, WarmStartBase, fit_model
 
 CURVE_KS = (1, 3, 5, 10, 20)
 
@@ -50,6 +50,7 @@ class EvaluationReport:
     n_train_interactions: int
     n_eval_users: int
     notes: list[str] = field(default_factory=list)
+    training: dict = field(default_factory=dict)  # how the evaluated model was trained (fit_model's record)
 
     def best_baseline(self) -> tuple[str, float]:
         key = f"precision@{self.k}"
@@ -126,8 +127,10 @@ def evaluate_holdout(
     identity_weights: tuple[float, float] = (1.0, 1.0),
     seed: int = 0,
     negative_weight: float = 0.2,
+    base: WarmStartBase | None = None,
 ) -> tuple[EvaluationReport, TrainingData, object]:
-    """Train on the days before the cut-off and score every strategy on the days after."""
+    """Train on the days before the cut-off (from scratch, or continuing ``base``) and
+    score every strategy on the days after."""
     data = build_training_data(
         holdout.train_interactions,
         holdout.user_tokens,
@@ -139,7 +142,9 @@ def evaluate_holdout(
     fit_data = data
     if params.loss == "logistic" and holdout.negatives is not None:
         fit_data = with_weak_negatives(data, holdout.negatives, negative_weight)
-    model = train(fit_data.interactions, params, data.user_features, data.item_features, fit_data.weights)
+    model, training = fit_model(
+        fit_data.interactions, params, data.mappings, data.user_features, data.item_features, fit_data.weights, base
+    )
     relevant = holdout.relevant[holdout.relevant["user_id"].isin(data.mappings.user_ids)]
     eval_users = relevant["user_id"].unique()
     tune_users, report_users = split_users(eval_users, seed)
@@ -186,6 +191,7 @@ def evaluate_holdout(
         share_table=share_table,
         n_train_interactions=int(data.interactions.nnz),
         n_eval_users=len(report_users),
+        training=training,
     )
     return report, data, model
 
