@@ -27,6 +27,7 @@ the serving model. Results go to ``benchmarks/results/pipeline.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -47,6 +48,7 @@ from recs_pipeline.synthetic.shop import ShopConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.json"
+CACHE = Path("/tmp/recs-bench-cache")
 
 SCALES = {
     "S": ShopConfig(n_days=30).scaled(0.2),  # ~100k event lines
@@ -322,19 +324,44 @@ def scoring_vs_predict(data_dir: Path, n_users: int) -> dict:
     }
 
 
-def bench_scale(name: str, config: ShopConfig, quick: bool) -> dict:
+def landing_zone(name: str, config: ShopConfig, landing: Path, use_cache: bool) -> tuple[int, float]:
+    """Generate the shop into ``landing``, or copy it from the cache of an earlier run.
+
+    Generating L takes about half an hour (the generator draws every view from a
+    users x candidates matrix); the pipeline, not the generator, is what is measured,
+    so generated shops are kept under /tmp/recs-bench-cache by config (``--no-cache``
+    regenerates). Returns (event lines, generation seconds of the original run).
+    """
+    from recs_pipeline.synthetic.shop import generate_landing_zone
+
+    key = hashlib.sha256(config.to_json().encode()).hexdigest()[:10]
+    cached = CACHE / f"{name}-{key}"
+    if use_cache and (cached / "COMPLETE").is_file():
+        print(f"[{name}] copying the generated shop from {cached}", flush=True)
+        shutil.copytree(cached / "landing", landing)
+        info = json.loads((cached / "COMPLETE").read_text())
+        return info["lines"], info["seconds"]
+    print(f"[{name}] generating {config.n_days} days into {landing}", flush=True)
+    generated = generate_landing_zone(landing, config)
+    if use_cache:
+        shutil.rmtree(cached, ignore_errors=True)
+        shutil.copytree(landing, cached / "landing")
+        (cached / "COMPLETE").write_text(
+            json.dumps({"lines": generated.n_events_written, "seconds": generated.seconds})
+        )
+    return generated.n_events_written, generated.seconds
+
+
+def bench_scale(name: str, config: ShopConfig, quick: bool, use_cache: bool = True) -> dict:
     """Generate one shop, run it fully and incrementally, and take the reference figures."""
     from recs_pipeline.synthetic.continuation import continue_landing_zone
-    from recs_pipeline.synthetic.shop import generate_landing_zone
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"recs-bench-{name}-", dir="/tmp"))
     (data_dir / "dagster_home").mkdir()
     shutil.copy(ROOT / "dagster.yaml", data_dir / "dagster_home" / "dagster.yaml")
     landing = data_dir / "landing"
-    print(f"[{name}] generating {config.n_days} days into {data_dir}", flush=True)
-    generated = generate_landing_zone(landing, config)
-    lines = generated.n_events_written
-    print(f"[{name}] {lines:,} event lines in {generated.seconds:.1f}s; plain DuckDB read", flush=True)
+    lines, generate_seconds = landing_zone(name, config, landing, use_cache)
+    print(f"[{name}] {lines:,} event lines, generated in {generate_seconds:.1f}s; plain DuckDB read", flush=True)
     duckdb_read = duckdb_csv_rate(landing / "events")
 
     print(f"[{name}] full run", flush=True)
@@ -349,7 +376,7 @@ def bench_scale(name: str, config: ShopConfig, quick: bool) -> dict:
     return {
         "config": json.loads(config.to_json()),
         "event_lines": lines,
-        "generate_seconds": generated.seconds,
+        "generate_seconds": generate_seconds,
         "duckdb_read": duckdb_read,
         "full": full.__dict__,
         "nightly": {**nightly.__dict__, "event_lines": added.n_events_written, "day": added.days[0].isoformat()},
@@ -490,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="S,M", help="comma-separated: S, M, L (default S,M)")
     parser.add_argument("--quick", action="store_true", help="S only, fewer users in the scoring measurements")
+    parser.add_argument("--no-cache", action="store_true", help=f"regenerate the shops instead of copying them from {CACHE}")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: one measured run
     parser.add_argument("--day", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -503,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scale(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCALES)}")
     started = time.perf_counter()
-    results = {name: bench_scale(name, SCALES[name], args.quick) for name in scales}
+    results = {name: bench_scale(name, SCALES[name], args.quick, not args.no_cache) for name in scales}
     scoring = scoring_target(2_000 if args.quick else 20_000)
     text = report(results, scoring)
     print("\n" + text)
