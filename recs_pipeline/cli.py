@@ -7,6 +7,8 @@
     recs run --start 2026-10-01 --end 2026-10-07
     recs sql "SELECT * FROM features.interactions LIMIT 5"
     recs recommend U000042
+    recs report              # also writes data/reports/latest.html with charts
+    recs bench [quality]     # benchmarks (from a source checkout)
 """
 
 from __future__ import annotations
@@ -105,8 +107,15 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def run_pipeline(settings: Settings, start: date | None = None, end: date | None = None, selection: str | None = None):
-    """Materialise the graph for a range of days in one in-process run; returns the result."""
+def run_pipeline(
+    settings: Settings,
+    start: date | None = None,
+    end: date | None = None,
+    selection: str | None = None,
+    progress: bool = False,
+):
+    """Materialise the graph for a range of days in one in-process run; returns the result.
+    With ``progress`` the steps are shown as they finish."""
     from recs_pipeline.definitions import build_defs
     from recs_pipeline.sources.adapters import build_source
 
@@ -127,7 +136,66 @@ def run_pipeline(settings: Settings, start: date | None = None, end: date | None
     kwargs = {"asset_selection": _parse_selection(selection)} if selection else {}
     # Step-by-step logs go to the Dagster UI (DAGSTER_HOME); the terminal shows warnings only.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return job.execute_in_process(instance=_instance(), tags=tags, raise_on_error=False, run_config=quiet, **kwargs)
+    instance = _instance()
+    if not progress:
+        return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=quiet, **kwargs)
+    n_steps = len((job.get_subset(asset_selection=set(kwargs["asset_selection"])) if selection else job).graph.nodes)
+    return _with_progress(
+        instance,
+        n_steps,
+        lambda run_id: job.execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False, run_config=quiet, run_id=run_id, **kwargs
+        ),
+    )
+
+
+def _with_progress(instance, n_steps: int, execute):
+    """Run ``execute(run_id)`` in a thread and show the run's steps as they finish: a
+    progress bar on a terminal, one line per step otherwise (logs of `make run`)."""
+    import threading
+    import uuid
+
+    import dagster as dg
+    from tqdm import tqdm
+
+    run_id = str(uuid.uuid4())  # Dagster run ids are UUID4 strings
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = execute(run_id)
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="recs-run", daemon=True)
+    worker.start()
+    kinds = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    on_terminal = sys.stderr.isatty()
+    bar = tqdm(total=n_steps, unit="step", disable=not on_terminal, dynamic_ncols=True)
+    seen = 0
+    started = time.perf_counter()
+    while True:
+        alive = worker.is_alive()
+        try:
+            finished = instance.all_logs(run_id, of_type=kinds)
+        except Exception:  # noqa: BLE001 - the run may not be registered yet
+            finished = []
+        for record in finished[seen:]:
+            step = record.step_key or "?"
+            failed = record.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+            bar.set_postfix_str(("FAILED " if failed else "") + step[:40])
+            bar.update(1)
+            if not on_terminal:
+                print(f"[{seen + 1}/{n_steps}] {step} {'FAILED' if failed else 'done'} "
+                      f"({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
+            seen += 1
+        if not alive:
+            break
+        worker.join(timeout=0.5)
+    bar.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _parse_selection(selection: str):
@@ -172,7 +240,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             return
         start, end = new[0], new[-1]
         print(f"loading {len(new)} new day(s): {start} to {end}")
-    result = run_pipeline(settings, start, end, args.select)
+    result = run_pipeline(settings, start, end, args.select, progress=not args.quiet)
     elapsed = time.perf_counter() - t0
     if not result.success:
         for line in failure_lines(result):
@@ -228,6 +296,24 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
             print(f"\n{title}")
             cur = con.execute(query)
             _print_table([d[0] for d in cur.description], cur.fetchall())
+    from recs_pipeline.report import write_report
+
+    path = write_report(readable_warehouse(settings), settings.data_dir / "reports")
+    print(f"\nHTML report with charts: {path} (also {path.parent / 'latest.html'})")
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
+    """Run a benchmark script of the source checkout (benchmarks/ is not installed)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "pipeline.py").exists():
+        raise CliError("the benchmarks are not installed with the package", "run `recs bench` from a git checkout")
+    module = "benchmarks.quality" if args.what == "quality" else "benchmarks.pipeline"
+    extra = [] if args.what == "quality" else ["--scales", args.scales] + (["--quick"] if args.quick else [])
+    completed = subprocess.run([sys.executable, "-m", module, *extra], cwd=root)
+    if completed.returncode:
+        raise CliError(f"{module} failed with exit status {completed.returncode}", "see its output above")
 
 
 def readable_warehouse(settings: Settings, live: bool = False) -> Path:
@@ -290,10 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--end", help="last day (default: --start, or the last file)")
     run.add_argument("--select", help="comma-separated asset keys, e.g. raw/events,staging/stg_events")
     run.add_argument("--new", action="store_true", help="only the days whose files are not loaded yet")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="print model quality, served lists and experiment results")
+    rep = sub.add_parser("report", help="print model quality, served lists and experiment results; write an HTML report")
     rep.set_defaults(func=cmd_report)
+
+    bench = sub.add_parser("bench", help="measure speed (stage times, rows/s, memory) or model quality")
+    bench.add_argument("what", nargs="?", choices=("pipeline", "quality"), default="pipeline")
+    bench.add_argument("--scales", default="S,M", help="pipeline scales: S, M, L (default S,M)")
+    bench.add_argument("--quick", action="store_true", help="S only, a smoke run")
+    bench.set_defaults(func=cmd_bench)
 
     sql = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
     sql.add_argument("query")

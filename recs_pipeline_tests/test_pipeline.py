@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import hashlib
 
 import dagster as dg
@@ -292,3 +293,37 @@ def test_cli_reads_the_published_snapshot(built, monkeypatch, capsys):
     assert main(["recommend", "no-such-user"]) == 1
     err = capsys.readouterr().err
     assert "error: no recommendations for user 'no-such-user'" in err and "hint:" in err and "Traceback" not in err
+
+
+def test_report_writes_a_self_contained_html_file_with_charts(built, tmp_path):
+    import re
+
+    from recs_pipeline.report import write_report
+
+    settings, _, _, _ = built
+    path = write_report(settings.warehouse_path, tmp_path / "reports")
+    document = path.read_text()
+    assert (tmp_path / "reports" / "latest.html").read_text() == document
+    assert re.findall(r"<h2>(.*?)</h2>", document) == [
+        "Data quality", "Model vs baselines on the hold-out", "What is served", "Experiment: lift over time"
+    ]
+    assert document.count("data:image/png;base64,") == 2  # lines per day, metrics; no experiment data yet
+    with connection(settings.warehouse_path, read_only=True) as con:
+        raw = con.execute("SELECT sum(raw_rows) FROM quality.event_reconciliation").fetchall()[0][0]
+    assert f"raw {raw:,} = clean" in document
+    assert "nothing to measure" in document and "<td>blend</td>" in document
+
+
+def test_cli_run_shows_each_step_as_it_finishes(built, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from recs_pipeline.cli import main
+
+    settings, _, days, landing = built
+    shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
+    monkeypatch.setenv("RECS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RECS_LANDING_DIR", str(landing))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["run", "--select", "raw/items,raw/users", "--start", days[0].isoformat()]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"\[1/2\] raw__(items|users) done", err) and re.search(r"\[2/2\] raw__(items|users) done", err)
