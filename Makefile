@@ -7,7 +7,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 export GX_ANALYTICS_ENABLED = false
 
-.PHONY: install run dev test test-all bench bench-quality clean
+.PHONY: install run dev test test-ui test-reliability test-all bench bench-quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,19 @@ dev: install $(DAGSTER_HOME)/dagster.yaml ## the Dagster UI on http://127.0.0.1:
 
 test: install ## the test suite (real DuckDB, dbt and Dagster on small generated data)
 	$(PY) -m pytest -q
+
+# Debian's Chromium and its chromedriver (Selenium is told where they are, so it never downloads one).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+test-ui: install ## the Dagster UI driven in headless Chromium: every asset group shown, one asset materialised
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+	$(PY) -m pytest -q -m ui
+
+test-reliability: install ## slower suites: bad-input matrix, backfill twice, two runs at once (checksums of every table)
+	$(PY) -m pytest -q -m reliability
 
 bench: install ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes)
 	$(PY) -m benchmarks.pipeline

@@ -41,9 +41,20 @@ def small_shop(tmp_path_factory, small_shop_config):
     return root, report
 
 
+# Suites with targets of their own (`make test-ui`, `make test-reliability`, both run by CI):
+# skipped by a plain `pytest` unless selected with `-m <name>` or RECS_<NAME>_TESTS=1.
+SEPARATE_SUITES = ("ui", "reliability")
+
+
 def pytest_collection_modifyitems(config, items):
     # Real-data tests skip cleanly on a machine without ../shared/data.
     skip = pytest.mark.skip(reason=f"{SHARED_DATA_DIR} is not present")
+    selected = config.getoption("-m") or ""
     for item in items:
         if "realdata" in item.keywords and not SHARED_DATA_DIR.exists():
             item.add_marker(skip)
+        for suite in SEPARATE_SUITES:
+            asked = suite in selected and f"not {suite}" not in selected
+            wanted = asked or os.environ.get(f"RECS_{suite.upper()}_TESTS") == "1"
+            if suite in item.keywords and not wanted:
+                item.add_marker(pytest.mark.skip(reason=f"run by `make test-{suite}`"))
