@@ -76,10 +76,13 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> None:
 
 def published_lists(settings: Settings):
     """day -> the lists in force that day, read from the warehouse."""
-    from recs_pipeline.synthetic.continuation import NoListsError, lists_from_warehouse
+    from recs_pipeline.privacy import Pseudonymizer
+    from recs_pipeline.synthetic.continuation import NoListsError, shop_lists_from_warehouse
 
     try:
-        return lists_from_warehouse(settings.warehouse_path)
+        return shop_lists_from_warehouse(
+            settings.warehouse_path, settings.landing_dir, Pseudonymizer.from_settings(settings.privacy).many
+        )
     except NoListsError as exc:
         raise CliError(str(exc), "run `recs run` first so that there are lists to show") from None
 
@@ -288,7 +291,7 @@ REPORT_QUERIES = {
 def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.warehouse import connection, table_exists
 
-    with connection(readable_warehouse(settings), read_only=True, lock_timeout_s=30) as con:
+    with connection(readable_warehouse(settings), read_only=True, lock_timeout_s=30, shared=True) as con:
         for title, query in REPORT_QUERIES.items():
             table = title.split("(")[-1].rstrip(")")
             if not table_exists(con, table):
@@ -333,26 +336,69 @@ def readable_warehouse(settings: Settings, live: bool = False) -> Path:
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.warehouse import connection
 
-    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30) as con:
+    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30, shared=True) as con:
         cur = con.execute(args.query)
         _print_table([d[0] for d in cur.description], cur.fetchall(), max_rows=args.max_rows)
 
 
 def cmd_recommend(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.privacy import Pseudonymizer
     from recs_pipeline.warehouse import connection
 
-    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30) as con:
+    # The tables hold pseudonyms: accept the shop's own id (hashed with the key) or a pseudonym.
+    candidates = [args.user_id, Pseudonymizer.from_settings(settings.privacy).one(args.user_id) or args.user_id]
+    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30, shared=True) as con:
         cur = con.execute(
             """SELECT r.rank, r.item_id, coalesce(i.title, '') AS title, i.category, round(i.price, 2) AS price,
                       r.strategy, r.reason
                FROM serving.recommendations r LEFT JOIN features.item_features i USING (item_id)
-               WHERE r.user_id = ? ORDER BY r.rank""",
-            [args.user_id],
+               WHERE r.user_id IN (?, ?) ORDER BY r.rank""",
+            candidates,
         )
         rows = cur.fetchall()
         if not rows:
-            raise CliError(f"no recommendations for user {args.user_id!r}", "check the id: recs sql \"SELECT user_id FROM serving.recommendations LIMIT 5\"")
+            raise CliError(
+                f"no recommendations for user {args.user_id!r}",
+                "check the id (the shop's id, e.g. U000042, or its pseudonym: "
+                "recs sql \"SELECT user_id FROM serving.recommendations LIMIT 5\"); "
+                "RECS_PSEUDONYM_KEY must be the key the pipeline ran with",
+            )
         _print_table([d[0] for d in cur.description], rows)
+
+
+def cmd_erase(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.defs.publish import snapshot_path
+    from recs_pipeline.privacy import ErasureRequest, Pseudonymizer, erase_users, warn_if_demo_key
+    from recs_pipeline.privacy.erasure import parse_request_text
+    from recs_pipeline.sources.adapters import build_source
+
+    ids = list(args.user_ids)
+    if args.file:
+        ids += parse_request_text(Path(args.file).read_text(encoding="utf-8"))
+    if not ids:
+        raise CliError("no user ids to erase", "recs erase U000123 [U000456 ...] or --file ids.csv")
+    pseudonymizer = Pseudonymizer.from_settings(settings.privacy)
+    warn_if_demo_key(pseudonymizer, _StderrLog())
+    report = erase_users(
+        ErasureRequest(user_ids=ids, origin="cli"),
+        pseudonymizer,
+        settings.warehouse_path,
+        snapshot_path=snapshot_path(settings.warehouse_path),
+        model_dir=settings.model_dir,
+        source=build_source(settings),
+        owned_roots=[settings.landing_dir, settings.data_dir],
+    )
+    print(report.summary())
+    rows = [(u.pseudonym, sum(u.rows_deleted.values()), sum(u.snapshot_rows_deleted.values()),
+             sum(u.files_rewritten.values()), len(u.models_scrubbed)) for u in report.users]
+    _print_table(["pseudonym", "warehouse_rows", "snapshot_rows", "landing_lines", "models"], rows)
+    print(f"\naudit: recs sql --live \"SELECT * FROM privacy.erasure_log WHERE request_id = '{report.request_id}'\"")
+    print("the next run trains the model from scratch without the erased user(s)")
+
+
+class _StderrLog:
+    def warning(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,9 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql.set_defaults(func=cmd_sql)
 
     rec = sub.add_parser("recommend", help="print a user's list with the reasons")
-    rec.add_argument("user_id")
+    rec.add_argument("user_id", help="the shop's user id (or its pseudonym)")
     rec.add_argument("--live", action="store_true", help="read the live warehouse, not the published snapshot")
     rec.set_defaults(func=cmd_recommend)
+
+    erase = sub.add_parser("erase", help="erase users from the warehouse, landing files, snapshot and models")
+    erase.add_argument("user_ids", nargs="*", help="the shop's user ids, e.g. U000123")
+    erase.add_argument("--file", help="a file of user ids, one per line (or a CSV whose first column is the id)")
+    erase.set_defaults(func=cmd_erase)
     return parser
 
 

@@ -5,10 +5,19 @@ another cannot even open it read-only. The pipeline therefore never keeps a
 connection open between steps: each step opens, works and closes. If another run
 holds the file right now (the nightly schedule and a manual run), we wait and retry
 instead of failing, for up to ``lock_timeout_s`` seconds.
+
+DuckDB's own lock is not enough across processes: dbt (run as a subprocess) opens the
+file without waiting. So every pipeline step of every process that opens the
+warehouse, and every dbt invocation, first takes an advisory lock on a sidecar file
+(``warehouse.duckdb.lock``, ``flock``): two overlapping runs interleave step by step
+instead of failing. The lock is re-entrant within a process.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +48,64 @@ def _retry_on_lock(action, lock_timeout_s: float):
             delay = min(delay * 2, 2.0)
 
 
+class WarehouseBusyError(TimeoutError):
+    """Another process kept the warehouse for longer than the lock timeout."""
+
+
+_held: dict[str, tuple[int, int]] = {}  # lock file -> (file descriptor, depth) in this process
+_held_guard = threading.RLock()
+
+
+def lock_path(path: Path | str) -> Path:
+    return Path(f"{path}.lock")
+
+
+@contextmanager
+def writer_lock(path: Path | str, lock_timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the warehouse's cross-process advisory lock (re-entrant within a process)."""
+    if str(path) == ":memory:":
+        yield
+        return
+    key = str(lock_path(path))
+    with _held_guard:
+        if key in _held:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth + 1)
+            acquired_here = False
+        else:
+            acquired_here = True
+    if acquired_here:
+        Path(key).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise WarehouseBusyError(
+                        f"{path} stayed locked by another run for {lock_timeout_s:.0f}s ({key})"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        with _held_guard:
+            _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        with _held_guard:
+            fd, depth = _held[key]
+            if depth > 1:
+                _held[key] = (fd, depth - 1)
+            else:
+                del _held[key]
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
 def connect(path: Path | str, *, read_only: bool = False, lock_timeout_s: float = 600.0) -> duckdb.DuckDBPyConnection:
     """Open the warehouse, waiting while another process holds its lock."""
     if str(path) != ":memory:" and not read_only:
@@ -54,12 +121,22 @@ def attach_with_retry(con: duckdb.DuckDBPyConnection, attach_sql: str, lock_time
 
 
 @contextmanager
-def connection(path: Path | str, *, read_only: bool = False, lock_timeout_s: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path, read_only=read_only, lock_timeout_s=lock_timeout_s)
-    try:
-        yield con
-    finally:
-        con.close()
+def connection(
+    path: Path | str, *, read_only: bool = False, lock_timeout_s: float = 600.0, shared: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection. Pipeline steps hold the cross-process writer lock while
+    it is open; ``shared=True`` (analysts' read-only queries) only waits on DuckDB's lock."""
+    with writer_lock(path, lock_timeout_s) if not shared else _no_lock():
+        con = connect(path, read_only=read_only, lock_timeout_s=lock_timeout_s)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: list | None = None) -> int:

@@ -18,6 +18,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from recs_pipeline.settings import Settings
+from recs_pipeline.warehouse import writer_lock
 
 # dbt schema -> Dagster group (asset keys are [schema, model], e.g. features/interactions).
 GROUP_BY_SCHEMA = {
@@ -60,7 +61,9 @@ def build_transform_assets(
         settings.export_env()
         # Each invocation's artefacts go to a temporary folder: dagster-dbt otherwise
         # leaves a new copy of the manifest under dbt_project/target every run.
-        with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
+        # dbt opens the warehouse without waiting for DuckDB's lock: hold the pipeline's
+        # cross-process lock for the whole invocation (see recs_pipeline.warehouse).
+        with writer_lock(settings.warehouse_path), tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
             yield from dbt.cli(
                 ["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=Path(target)
             ).stream()

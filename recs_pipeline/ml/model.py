@@ -286,8 +286,18 @@ def save_model(
         previous = None
         if directory.exists():
             previous = directory.with_name(f"{staging.name}.previous")
-            os.replace(directory, previous)
-        os.replace(staging, directory)
+            try:
+                os.replace(directory, previous)
+            except FileNotFoundError:  # another process moved it first
+                previous = None
+        try:
+            os.replace(staging, directory)
+        except OSError:
+            if not (directory / "model.npz").exists():
+                raise
+            # An overlapping run wrote the same version (same data, settings and base)
+            # between our two renames: keep its copy.
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
