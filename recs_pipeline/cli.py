@@ -336,8 +336,21 @@ def readable_warehouse(settings: Settings, live: bool = False) -> Path:
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.warehouse import connection
 
-    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30, shared=True) as con:
-        cur = con.execute(args.query)
+    from recs_pipeline.warehouse import analyst_connection
+
+    import duckdb
+
+    with analyst_connection(readable_warehouse(settings, args.live)) as con:
+        try:
+            cur = con.execute(args.query)
+        except duckdb.Error as exc:
+            raise CliError(
+                str(exc).splitlines()[0],
+                "recs sql is read-only and cannot read or write other files; the tables are described in docs/tables.md",
+            ) from exc
+        if cur.description is None:
+            print("(statement ran; it returned no rows)")
+            return
         _print_table([d[0] for d in cur.description], cur.fetchall(), max_rows=args.max_rows)
 
 

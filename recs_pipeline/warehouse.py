@@ -135,6 +135,25 @@ def connection(
 
 
 @contextmanager
+def analyst_connection(path: Path | str, lock_timeout_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for queries typed by a person (``recs sql``): read-only, and without
+    access to the file system (no reading or writing other files, no ATTACH, no
+    extensions), with the settings locked so a query cannot switch that back on."""
+    con = _retry_on_lock(
+        lambda: duckdb.connect(
+            str(path), read_only=True, config={"enable_external_access": False, "autoload_known_extensions": False}
+        ),
+        lock_timeout_s,
+    )
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET lock_configuration = true")
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
 def _no_lock() -> Iterator[None]:
     yield
 
