@@ -146,15 +146,18 @@ def run_pipeline(
     return _with_progress(
         instance,
         n_steps,
+        settings.data_dir / "logs",
         lambda run_id: job.execute_in_process(
             instance=instance, tags=tags, raise_on_error=False, run_config=quiet, run_id=run_id, **kwargs
         ),
     )
 
 
-def _with_progress(instance, n_steps: int, execute):
+def _with_progress(instance, n_steps: int, log_dir: Path, execute):
     """Run ``execute(run_id)`` in a thread and show the run's steps as they finish: a
-    progress bar on a terminal, one line per step otherwise (logs of `make run`)."""
+    progress bar on a terminal, one line per step otherwise (logs of `make run`).
+    What the steps print (dbt's log lines) goes to ``log_dir/<run id>.log``."""
+    import contextlib
     import threading
     import uuid
 
@@ -170,32 +173,36 @@ def _with_progress(instance, n_steps: int, execute):
         except BaseException as exc:  # re-raised in the caller's thread
             outcome["error"] = exc
 
-    worker = threading.Thread(target=target, name="recs-run", daemon=True)
-    worker.start()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{run_id}.log"
     kinds = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
     on_terminal = sys.stderr.isatty()
-    bar = tqdm(total=n_steps, unit="step", disable=not on_terminal, dynamic_ncols=True)
-    seen = 0
-    started = time.perf_counter()
-    while True:
-        alive = worker.is_alive()
-        try:
-            finished = instance.all_logs(run_id, of_type=kinds)
-        except Exception:  # noqa: BLE001 - the run may not be registered yet
-            finished = []
-        for record in finished[seen:]:
-            step = record.step_key or "?"
-            failed = record.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
-            bar.set_postfix_str(("FAILED " if failed else "") + step[:40])
-            bar.update(1)
-            if not on_terminal:
-                print(f"[{seen + 1}/{n_steps}] {step} {'FAILED' if failed else 'done'} "
-                      f"({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
-            seen += 1
-        if not alive:
-            break
-        worker.join(timeout=0.5)
-    bar.close()
+    with log_path.open("w") as log_file, contextlib.redirect_stdout(log_file):
+        worker = threading.Thread(target=target, name="recs-run", daemon=True)
+        worker.start()
+        bar = tqdm(total=n_steps, unit="step", disable=not on_terminal, dynamic_ncols=True, file=sys.stderr)
+        seen = 0
+        started = time.perf_counter()
+        while True:
+            alive = worker.is_alive()
+            try:
+                finished = instance.all_logs(run_id, of_type=kinds)
+            except Exception:  # noqa: BLE001 - the run may not be registered yet
+                finished = []
+            for record in finished[seen:]:
+                step = record.step_key or "?"
+                failed = record.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+                bar.set_postfix_str(("FAILED " if failed else "") + step[:40])
+                bar.update(1)
+                if not on_terminal:
+                    print(f"[{seen + 1}/{n_steps}] {step} {'FAILED' if failed else 'done'} "
+                          f"({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
+                seen += 1
+            if not alive:
+                break
+            worker.join(timeout=0.5)
+        bar.close()
+    print(f"step output (dbt's log lines): {log_path}", file=sys.stderr)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
