@@ -3,8 +3,9 @@
    macros and runs the same models on that target. #}
 
 {# Parse a text timestamp to a UTC timestamp. ISO-8601 with an offset or "Z" is taken
-   as is; a timestamp without a zone is read in the source's time zone `tz`. NULL when
-   unparseable. #}
+   as is; a time followed by an IANA zone name ("2026-09-02 10:00:00 Europe/Paris") is
+   read in that zone; a timestamp without a zone is read in the source's time zone `tz`.
+   NULL when unparseable, including an unknown zone name or an offset beyond +-14:00. #}
 {% macro parse_utc_timestamp(column, tz) -%}
   {{ return(adapter.dispatch('parse_utc_timestamp', 'recs_pipeline')(column, tz)) }}
 {%- endmacro %}
@@ -14,11 +15,31 @@
 {%- endmacro %}
 
 {% macro duckdb__parse_utc_timestamp(column, tz) -%}
+  {#- A cast to TIMESTAMP ignores whatever follows the time (a zone name, any offset), so
+      only text without a zone takes that branch. -#}
   case
-    when regexp_matches(trim({{ column }}), '(Z|[+-]\d{2}(:?\d{2})?)$')
+    when regexp_matches(trim({{ column }}), '\d:\d{2}(:\d{2}(\.\d+)?)?[Zz]$')
+      then timezone('UTC', try_cast(upper(trim({{ column }})) as timestamptz))
+    when regexp_matches(trim({{ column }}), '\d:\d{2}(:\d{2}(\.\d+)?)?\s*[+-]\d{2}(:?\d{2})?$')
+      then case when regexp_matches(trim({{ column }}), '[+-](0\d|1[0-3])(:?[0-5]\d)?$|[+-]14(:?00)?$')
+                then timezone('UTC', try_cast(trim({{ column }}) as timestamptz)) end
+    when regexp_matches(trim({{ column }}), '\d\s+[A-Za-z][A-Za-z0-9_+/-]*$')
       then timezone('UTC', try_cast(trim({{ column }}) as timestamptz))
     else timezone('UTC', timezone('{{ tz }}', try_cast(trim({{ column }}) as timestamp)))
   end
+{%- endmacro %}
+
+{# True when a text value holds a control character (U+0000-U+001F, U+007F). #}
+{% macro has_control_chars(column) -%}
+  {{ return(adapter.dispatch('has_control_chars', 'recs_pipeline')(column)) }}
+{%- endmacro %}
+
+{% macro default__has_control_chars(column) -%}
+  coalesce(regexp_like({{ column }}, '[[:cntrl:]]'), false)
+{%- endmacro %}
+
+{% macro duckdb__has_control_chars(column) -%}
+  coalesce(regexp_matches({{ column }}, '[\x00-\x1F\x7F]'), false)
 {%- endmacro %}
 
 {# True when a text value is a plain decimal number. #}

@@ -19,9 +19,11 @@ from recs_pipeline.sources.base import (
     days_from_filenames,
     parse_delimited,
     quote_ident,
+    read_header,
     rejects_as_events,
     select_mapped,
     sql_literal,
+    with_user_id_checks,
 )
 
 
@@ -46,11 +48,19 @@ class CsvSource(Source):
         self.cfg = cfg
 
     def event_files(self) -> dict[date, Path]:
+        return self._day_files(strict=True)
+
+    def event_days(self) -> list[date]:
+        # Two files for one day fail that day's load (event_files), not the listing of days:
+        # the partitions (and so the whole code location) still build.
+        return sorted(self._day_files(strict=False))
+
+    def _day_files(self, strict: bool) -> dict[date, Path]:
         folder = self.root / Path(self.cfg.events_glob).parent
         pattern = Path(self.cfg.events_glob).name
         if not folder.is_dir():
             return {}
-        return days_from_filenames(folder, pattern, self.cfg.date_from_filename)
+        return days_from_filenames(folder, pattern, self.cfg.date_from_filename, strict=strict)
 
     def _relpath(self, path: Path) -> str:
         try:
@@ -74,10 +84,34 @@ class CsvSource(Source):
             missing = [c for c in required if c not in cols]
             if missing:
                 raise SourceError(f"{path}: lacks required column(s) {', '.join(missing)}")
-            return _events_with_lineage("_parsed_events", self._mapped_events(cols), rel)
+            return with_user_id_checks(_events_with_lineage("_parsed_events", self._mapped_events(cols), rel))
         parsed = parse_delimited(con, path, name="events", required=required, delimiter=self.cfg.delimiter)
+        self._check_schema_drift(day, path, parsed.header)
         good = _events_with_lineage(parsed.table, self._mapped_events(parsed.header), rel)
-        return f"{good} UNION ALL {rejects_as_events(parsed, rel)}"
+        return with_user_id_checks(f"{good} UNION ALL {rejects_as_events(parsed, rel)}")
+
+    def _check_schema_drift(self, day: date, path: Path, header: list[str]) -> None:
+        """Fail a day whose file lost a field that the previous day's file had.
+
+        A missing optional field would otherwise load silently as NULL for the whole day
+        (e.g. ``price`` renamed ``unit_price``: every purchase without revenue). Added
+        fields are fine (ignored). Only the first day without the field fails - until its
+        file is fixed or re-delivered; the days after it compare with that day and load."""
+        earlier = [d for d in self.event_files() if d < day]
+        if not earlier:
+            return
+        previous = self.event_files()[max(earlier)]
+        previous_header = read_header(previous, self.cfg.delimiter)
+        mapped = {self.cfg.event_columns.get(c, c) for c in RAW_EVENT_COLUMNS}
+        lost = [c for c in previous_header if c in mapped and c not in header]
+        if lost:
+            new = [c for c in header if c not in previous_header]
+            raise SourceError(
+                f"{path}: line 1 (header) lacks the field(s) {', '.join(lost)} that the previous day's file "
+                f"{self._relpath(previous)} has"
+                + (f"; new field(s) {', '.join(new)} - renamed?" if new else "")
+                + " (schema drift between days: fix or re-deliver the file)"
+            )
 
     def _mapped_events(self, available: list[str]) -> str:
         select = select_mapped("", available, self.cfg.event_columns, RAW_EVENT_COLUMNS)
@@ -143,6 +177,9 @@ class OnlineRetailSource(Source):
     def event_files(self) -> dict[date, Path]:
         return days_from_filenames(self.root, "*.csv") if self.root.is_dir() else {}
 
+    def event_days(self) -> list[date]:
+        return sorted(days_from_filenames(self.root, "*.csv", strict=False)) if self.root.is_dir() else []
+
     def events_sql(self, con: duckdb.DuckDBPyConnection, day: date) -> str:
         path = self.event_files().get(day)
         if path is None:
@@ -162,7 +199,7 @@ class OnlineRetailSource(Source):
             NULL::VARCHAR AS rating"""
         rel = path.name
         good = _events_with_lineage(parsed.table, select, rel)
-        return f"{good} UNION ALL {rejects_as_events(parsed, rel)}"
+        return with_user_id_checks(f"{good} UNION ALL {rejects_as_events(parsed, rel)}")
 
     def _all_lines(self) -> str:
         return (

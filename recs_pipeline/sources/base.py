@@ -83,8 +83,14 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def days_from_filenames(folder: Path, pattern: str = "*.csv", regex: str | None = None) -> dict[date, Path]:
-    """Map each day to its file, the day taken from the file name (``YYYY-MM-DD``)."""
+def days_from_filenames(
+    folder: Path, pattern: str = "*.csv", regex: str | None = None, strict: bool = True
+) -> dict[date, Path]:
+    """Map each day to its file, the day taken from the file name (``YYYY-MM-DD``).
+
+    Two files for one day are an error (SourceError naming both); with ``strict=False``
+    the first one is kept instead (to list the days, e.g. for the partitions, without
+    failing on one bad day)."""
     rx = re.compile(regex) if regex else _DAY_IN_NAME
     found: dict[date, Path] = {}
     for path in sorted(folder.glob(pattern)):
@@ -96,6 +102,8 @@ def days_from_filenames(folder: Path, pattern: str = "*.csv", regex: str | None 
         except ValueError:
             continue
         if day in found:
+            if not strict:
+                continue
             raise SourceError(f"two files for {day}: {found[day]} and {path}")
         found[day] = path
     return found
@@ -108,6 +116,34 @@ def read_header(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> li
     if not first.strip():
         return []
     return [c.strip().lstrip("\ufeff") for c in next(csv.reader([first], delimiter=delimiter))]
+
+
+# Longest physical line accepted (longer lines are kept as malformed, not loaded).
+MAX_LINE_BYTES = 4_000_000
+# A quoted field may run over at most this many physical lines (a quoted newline); when
+# the joined lines still do not make one record of the right width, only the line that
+# opened the quote is malformed and reading resumes on the next line.
+MAX_RECORD_LINES = 50
+_DELIMITERS = (",", ";", "\t", "|")
+_OPEN_QUOTE = "open quote"
+_REJECT_TEXT_CHARS = 10_000  # text kept of an over-long line (as DuckDB's reader keeps)
+# Python's csv module refuses fields over 128 KiB by default; lines up to MAX_LINE_BYTES load.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
+
+
+def _header_hint(path: Path, columns: list[str], delimiter: str, required: tuple[str, ...]) -> str:
+    """Why a header lacks required columns, when the cause is recognisable (else '')."""
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head.split(b"\n", 1)[0]:
+        return " - the file looks UTF-16 encoded, the source expects UTF-8 text"
+    if len(columns) == 1:
+        for other in _DELIMITERS:
+            if other != delimiter and other in columns[0]:
+                names = [c.strip().lstrip("\ufeff") for c in columns[0].split(other)]
+                if any(r in names for r in required):
+                    return f" - the header is {other!r}-separated but the source expects {delimiter!r}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -130,13 +166,18 @@ def parse_delimited(
     has_header: bool = True,
     encoding: str = "utf-8",
 ) -> ParsedFile:
-    """Read a delimited file with DuckDB into temp tables, keeping line numbers.
+    """Read a delimited file with DuckDB into temp tables, keeping physical line numbers.
 
     Everything is read as text with an explicit dialect (sniffing dirty files guesses
-    wrong). Lines DuckDB cannot split land in the rejects table with their line number
-    and original text. Good records are numbered in file order; mapping record number
-    to physical line skips the rejected lines (records spanning several lines through
-    quoted newlines are counted as one line).
+    wrong). Lines that cannot be split into the header's fields land in the rejects table
+    with their line number and original text; every other record keeps the number of the
+    physical line it starts on. Blank lines are skipped (they hold no record).
+
+    A record is one line, or several when a quoted field holds a newline. DuckDB's reader
+    does the work when each record it finds is one line (the usual case, checked by
+    counting); otherwise - quoted newlines, an unterminated quote (which would swallow
+    the rest of the file), a stray carriage return - the file is split line by line here,
+    so that a broken line only ever takes itself to the rejects.
     """
     columns = header if header is not None else read_header(path, delimiter, encoding)
     missing = [c for c in required if c not in columns]
@@ -147,53 +188,194 @@ def parse_delimited(
         con.execute(f"CREATE TEMP TABLE {table} (source_line BIGINT)")
         con.execute(f"CREATE TEMP TABLE {rejects} (line BIGINT, csv_line VARCHAR, error VARCHAR)")
         if required:
-            raise SourceError(f"{path}: the file is empty (expected a header with {', '.join(required)})")
+            what = "is empty" if path.stat().st_size == 0 else "has an empty first line"
+            raise SourceError(
+                f"{path}: line 1: the file {what}; expected a header with the field(s) {', '.join(required)}"
+            )
         return ParsedFile(table, rejects, [])
     if missing:
-        raise SourceError(
-            f"{path}: line 1 (header) lacks required column(s) {', '.join(missing)}; found {', '.join(columns)}"
-        )
+        hint = _header_hint(path, columns, delimiter, required)
+        found = "" if "UTF-16" in hint else f"; found {', '.join(columns)}"
+        raise SourceError(f"{path}: line 1 (header) lacks required field(s) {', '.join(missing)}{found}{hint}")
     if len(set(columns)) != len(columns):
-        raise SourceError(f"{path}: line 1 (header) repeats a column name: {', '.join(columns)}")
-    col_spec = "{" + ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in columns) + "}"
-    scan, errors = f"_scan_{name}", f"_err_{name}"
-    con.execute(f"DROP TABLE IF EXISTS {scan}; DROP TABLE IF EXISTS {errors}")
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        raise SourceError(f"{path}: line 1 (header) repeats the field(s) {', '.join(repeated)}: {', '.join(columns)}")
     first_line = 2 if has_header else 1
+    data = path.read_bytes()
+    # Lines end with LF or CRLF; a file with CRs only (old Mac) is split on CR.
+    lines = data.split(b"\n" if b"\n" in data or b"\r" not in data else b"\r")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the file ends with a newline
+    blank = []
+    if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")) or b"\r\r" in data:
+        blank = [n for n in range(first_line, len(lines) + 1) if lines[n - 1] in (b"", b"\r")]
+    stray_cr = b"\n" in data and data.count(b"\r") > data.count(b"\r\n") + data.endswith(b"\r")
+    if not stray_cr and _parse_with_duckdb(con, path, table, rejects, columns, delimiter, encoding, has_header,
+                                           first_line, len(lines), blank):  # fmt: skip
+        return ParsedFile(table, rejects, columns)
+    _parse_line_by_line(con, lines, table, rejects, columns, delimiter, encoding, first_line)
+    return ParsedFile(table, rejects, columns)
+
+
+def _parse_with_duckdb(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    rejects: str,
+    columns: list[str],
+    delimiter: str,
+    encoding: str,
+    has_header: bool,
+    first_line: int,
+    n_lines: int,
+    blank: list[int],
+) -> bool:
+    """DuckDB's reader; False (nothing created) when a record it found spans several lines."""
+    col_spec = "{" + ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in columns) + "}"
+    records, scan, errors = f"{table}_records", f"_scan_{table}", f"_err_{table}"
+    con.execute(f"DROP TABLE IF EXISTS {scan}; DROP TABLE IF EXISTS {errors}")
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {table}_records AS
+        CREATE OR REPLACE TEMP TABLE {records} AS
         SELECT row_number() OVER () AS _record, *
         FROM read_csv({sql_literal(path)}, columns = {col_spec}, header = {str(has_header).lower()},
                       delim = {sql_literal(delimiter)}, quote = '"', escape = '"',
                       auto_detect = false, strict_mode = true, null_padding = false,
-                      encoding = {sql_literal(encoding)}, max_line_size = 4000000,
+                      encoding = {sql_literal(encoding)}, max_line_size = {MAX_LINE_BYTES},
                       store_rejects = true, rejects_scan = '{scan}', rejects_table = '{errors}')
         """
     )
     con.execute(
         f"""
         CREATE TEMP TABLE {rejects} AS
-        SELECT line, any_value(csv_line) AS csv_line,
+        SELECT line, ltrim(any_value(csv_line), chr(13) || chr(10)) AS csv_line,
                string_agg(DISTINCT error_type, '; ') AS error
         FROM {errors} GROUP BY line
         """
     )
-    # Physical line of the k-th good record: the k-th data line that is not a reject.
+    con.execute(f"DROP TABLE IF EXISTS {scan}; DROP TABLE IF EXISTS {errors}")
+    expected = n_lines - first_line + 1 - len(blank)
+    n_records, n_rejects, bad_reject_lines = con.execute(
+        f"""SELECT (SELECT count(*) FROM {records}), (SELECT count(*) FROM {rejects}),
+                   (SELECT count(*) FROM {rejects} WHERE line < ? OR line > ? OR list_contains(?::BIGINT[], line))""",
+        [first_line, n_lines, blank],
+    ).fetchall()[0]
+    if n_records + n_rejects != expected or bad_reject_lines:
+        con.execute(f"DROP TABLE {records}; DROP TABLE {rejects}")
+        return False
+    # Every record is one line: the k-th good record is the k-th non-blank line that is not a reject.
+    skip_blank = f"AND line NOT IN ({', '.join(map(str, blank))})" if blank else ""
     con.execute(
         f"""
         CREATE TEMP TABLE {table} AS
-        WITH n AS (SELECT (SELECT count(*) FROM {table}_records) + (SELECT count(*) FROM {rejects}) AS total),
-        good_lines AS (
+        WITH good_lines AS (
             SELECT line, row_number() OVER (ORDER BY line) AS _record
-            FROM (SELECT unnest(range({first_line}, {first_line} + (SELECT total FROM n))) AS line) l
-            WHERE line NOT IN (SELECT line FROM {rejects})
+            FROM (SELECT unnest(range({first_line}, {n_lines + 1})) AS line) l
+            WHERE line NOT IN (SELECT line FROM {rejects}) {skip_blank}
         )
         SELECT g.line AS source_line, r.* EXCLUDE (_record)
-        FROM {table}_records r JOIN good_lines g USING (_record)
+        FROM {records} r JOIN good_lines g USING (_record)
         """
     )
-    con.execute(f"DROP TABLE {table}_records; DROP TABLE IF EXISTS {scan}; DROP TABLE IF EXISTS {errors}")
-    return ParsedFile(table, rejects, columns)
+    con.execute(f"DROP TABLE {records}")
+    return True
+
+
+def _split_line(text: str, delimiter: str) -> tuple[list[str] | None, str | None]:
+    """The fields of one record's text, or the reason it cannot be split."""
+    try:
+        return next(csv.reader([text], delimiter=delimiter, quotechar='"', doublequote=True, strict=True)), None
+    except csv.Error as exc:
+        message = str(exc)
+        if "unexpected end of data" in message:
+            return None, _OPEN_QUOTE  # a quoted field runs past the end of the text
+        if "new-line character" in message:
+            return None, "STRAY CARRIAGE RETURN"
+        return None, "UNQUOTED VALUE"
+
+
+def _parse_line_by_line(
+    con: duckdb.DuckDBPyConnection,
+    lines: list[bytes],
+    table: str,
+    rejects: str,
+    columns: list[str],
+    delimiter: str,
+    encoding: str,
+    first_line: int,
+) -> None:
+    """Split the file here, one physical line at a time (see parse_delimited)."""
+    import pyarrow as pa
+
+    width = len(columns)
+    good_lines: list[int] = []
+    values: list[list[str | None]] = [[] for _ in columns]
+    bad: list[tuple[int, str, str]] = []
+
+    def decode(raw: bytes) -> str | None:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            return None
+
+    def lossy(raw: bytes) -> str:
+        return raw.decode(encoding, "replace").replace("\ufffd", "?")  # as DuckDB's reader shows it
+
+    i, n = first_line - 1, len(lines)
+    while i < n:
+        raw = lines[i][:-1] if lines[i].endswith(b"\r") else lines[i]
+        number, i = i + 1, i + 1  # physical line number; i now indexes the next line
+        if not raw:
+            continue
+        if len(raw) > MAX_LINE_BYTES:
+            bad.append((number, lossy(raw[:_REJECT_TEXT_CHARS]), "LINE SIZE OVER MAXIMUM"))
+            continue
+        text = decode(raw)
+        if text is None:
+            bad.append((number, lossy(raw), "INVALID ENCODING"))
+            continue
+        if number == 1:
+            text = text.lstrip("\ufeff")
+        fields, error = _split_line(text, delimiter)
+        if error == _OPEN_QUOTE:
+            # A quoted field may hold newlines: join the next lines while the quote stays open.
+            joined, j = text, i
+            while error == _OPEN_QUOTE and j < n and j - i < MAX_RECORD_LINES - 1:
+                more = decode(lines[j][:-1] if lines[j].endswith(b"\r") else lines[j])
+                if more is None or len(joined) > MAX_LINE_BYTES:
+                    break
+                joined, j = joined + "\n" + more, j + 1
+                fields, error = _split_line(joined, delimiter)
+            if error is None and len(fields) == width:
+                i = j  # one record over lines number..j
+            else:
+                fields, error = None, "UNQUOTED VALUE"
+        if error is None and len(fields) != width:
+            error = "MISSING COLUMNS" if len(fields) < width else "TOO MANY COLUMNS"
+        if error is not None:
+            bad.append((number, text, error))
+            continue
+        good_lines.append(number)
+        for k, value in enumerate(fields):
+            values[k].append(value if value != "" else None)
+
+    arrays = {"source_line": pa.array(good_lines, pa.int64())}
+    arrays.update({f"c{k}": pa.array(v, pa.string()) for k, v in enumerate(values)})
+    good = pa.table(arrays)
+    rejected = pa.table({
+        "line": pa.array([b[0] for b in bad], pa.int64()),
+        "csv_line": pa.array([b[1] for b in bad], pa.string()),
+        "error": pa.array([b[2] for b in bad], pa.string()),
+    })  # fmt: skip
+    select = ", ".join(f"c{k} AS {quote_ident(c)}" for k, c in enumerate(columns))
+    con.register("_line_by_line_good", good)
+    con.register("_line_by_line_bad", rejected)
+    try:
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT source_line, {select} FROM _line_by_line_good")
+        con.execute(f"CREATE TEMP TABLE {rejects} AS SELECT * FROM _line_by_line_bad")
+    finally:
+        con.unregister("_line_by_line_good")
+        con.unregister("_line_by_line_bad")
 
 
 def rejects_as_events(parsed: ParsedFile, source_file: str) -> str:
@@ -203,6 +385,31 @@ def rejects_as_events(parsed: ParsedFile, source_file: str) -> str:
         f"SELECT {nulls}, {sql_literal(source_file)} AS source_file, line AS source_line, "
         f"'malformed_line: ' || error AS parse_error, csv_line AS raw_line FROM {parsed.rejects}"
     )
+
+
+# Longest user id accepted; longer ones are quarantined as oversized_field.
+MAX_USER_ID_LENGTH = 256
+
+
+def with_user_id_checks(select: str) -> str:
+    """The events SELECT with rows whose user id cannot be an id flagged in parse_error.
+
+    User ids are pseudonymised when they are loaded, before staging validates anything,
+    so a user id with a control character (NUL, tab, a quoted newline...) or of absurd
+    length would reach staging as an ordinary pseudonym. They are flagged here instead,
+    with a parse_error that staging turns into the reason code (``invalid_id:`` ->
+    invalid_id, ``oversized_field:`` -> oversized_field); the other fields are kept.
+    """
+    return f"""
+        SELECT * REPLACE (
+            CASE WHEN parse_error IS NOT NULL THEN parse_error
+                 WHEN regexp_matches(user_id, '[\\x00-\\x1F\\x7F]')
+                     THEN 'invalid_id: user_id holds a control character'
+                 WHEN length(user_id) > {MAX_USER_ID_LENGTH}
+                     THEN 'oversized_field: user_id is longer than {MAX_USER_ID_LENGTH} characters'
+            END AS parse_error)
+        FROM ({select}) AS _events
+    """
 
 
 class Source(ABC):

@@ -50,8 +50,17 @@ flagged as (
     select
         *,
         case
+            {# The loader flags user ids that cannot be ids before pseudonymising them
+               (recs_pipeline.sources.base.with_user_id_checks). #}
+            when parse_error like 'invalid_id:%' then 'invalid_id'
+            when parse_error like 'oversized_field:%' then 'oversized_field'
             when parse_error is not null then 'malformed_line'
             when event_type = 'adjustment' then 'not_shopper_behaviour'
+            when {{ has_control_chars('user_id') }} or {{ has_control_chars('item_id') }}
+                 or {{ has_control_chars('session_id') }} then 'invalid_id'
+            when {{ dbt.length('user_id') }} > 256 or {{ dbt.length('item_id') }} > 256
+                 or {{ dbt.length('session_id') }} > 256 or {{ dbt.length('search_query') }} > 1000
+                then 'oversized_field'
             when user_id is null and not (
                 '{{ var("anonymous_events") }}' = 'anonymous' and event_type in ('purchase', 'return', 'view')
             ) then 'missing_user_id'
