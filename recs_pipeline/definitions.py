@@ -14,6 +14,7 @@ from recs_pipeline.defs.marketing import campaign_content_is_sendable
 from recs_pipeline.defs.ml import build_ml_assets
 from recs_pipeline.defs.orchestration import build_jobs, build_schedule, build_sensor, build_simulation
 from recs_pipeline.defs.partitions import build_daily_partitions
+from recs_pipeline.defs.privacy import erasure_log, privacy_resource
 from recs_pipeline.defs.publish import warehouse_snapshot
 from recs_pipeline.defs.quality import build_quality_checks
 from recs_pipeline.defs.serving import build_serving_assets
@@ -32,6 +33,7 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
         *build_serving_assets(settings),
         *build_feedback_assets(settings),
         warehouse_snapshot,
+        erasure_log,
     ]
     return assets, partitions
 
@@ -52,7 +54,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         jobs=[*jobs.values(), *extra_jobs],
         schedules=schedules,
         sensors=[build_sensor(jobs["nightly_job"])],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), "privacy": privacy_resource(settings)},
         # The warehouse is one DuckDB file with a single writer: steps of a run execute
         # one after another in one process (DuckDB itself uses every core inside a step).
         # Concurrent runs are serialised by the `duckdb` pool (dagster.yaml) and by

@@ -100,6 +100,46 @@ class ExperimentSettings:
     control: str = "popularity"
 
 
+# The key used when RECS_PSEUDONYM_KEY is not set: public (it is in the docs), so the
+# pseudonyms it gives protect nothing against someone who has the code. Demo data only.
+DEMO_PSEUDONYM_KEY = "recs-pipeline-demo-key-not-secret"
+DEFAULT_RETENTION_DAYS = 400
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """Pseudonymisation, retention and erasure (docs/privacy.md)."""
+
+    # HMAC-SHA256 key of the user pseudonyms. Read from RECS_PSEUDONYM_KEY only, never
+    # from the TOML file (config files get committed); empty means the demo key.
+    # repr=False: printing the settings never shows it.
+    pseudonym_key: str = field(default="", repr=False)
+    # Raw and line-level event rows older than this many days before the newest loaded
+    # day are dropped at each load; None keeps everything.
+    retention_days: int | None = DEFAULT_RETENTION_DAYS
+    # Folder (under the landing dir) where erasure requests are dropped as files.
+    erasure_requests_dir: str = "erasure_requests"
+
+    @property
+    def key_is_demo(self) -> bool:
+        return not self.pseudonym_key
+
+    @property
+    def effective_key(self) -> str:
+        return self.pseudonym_key or DEMO_PSEUDONYM_KEY
+
+
+def _retention_days(value: Any) -> int | None:
+    """``RECS_RETENTION_DAYS`` / ``[privacy] retention_days``: a number of days, or
+    ``none`` / ``keep`` / ``0`` / empty to keep everything."""
+    if value is None or str(value).strip().lower() in ("", "none", "keep", "0"):
+        return None
+    days = int(value)
+    if days < 0:
+        raise ValueError(f"retention_days must be >= 0 (0 or none keeps everything): {value!r}")
+    return days
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -133,6 +173,11 @@ class Settings:
     # Model, evaluation and serving.
     model: ModelSettings = field(default_factory=lambda: ModelSettings())
     experiment: ExperimentSettings = field(default_factory=lambda: ExperimentSettings())
+    privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings())
+
+    @property
+    def erasure_requests_path(self) -> Path:
+        return self.landing_dir / self.privacy.erasure_requests_dir
 
     def export_env(self) -> None:
         """Expose the warehouse path to dbt's profiles.yml (`env_var('RECS_WAREHOUSE')`)."""
@@ -227,4 +272,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     half_life = toml.get("interactions", {}).get("decay_half_life_days")
     if half_life:
         settings = replace(settings, decay_half_life_days=float(half_life))
+    privacy = dict(toml.get("privacy", {}))
+    if "pseudonym_key" in privacy:
+        raise ValueError("[privacy] pseudonym_key is not read from the config file: set RECS_PSEUDONYM_KEY instead")
+    retention = env["RECS_RETENTION_DAYS"] if "RECS_RETENTION_DAYS" in env else privacy.get(
+        "retention_days", DEFAULT_RETENTION_DAYS
+    )
+    settings = replace(
+        settings,
+        privacy=PrivacySettings(
+            pseudonym_key=env.get("RECS_PSEUDONYM_KEY", ""),
+            retention_days=_retention_days(retention),
+            erasure_requests_dir=privacy.get("erasure_requests_dir", "erasure_requests"),
+        ),
+    )
     return settings

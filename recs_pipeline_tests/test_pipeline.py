@@ -129,9 +129,10 @@ def test_a_failing_blocking_check_stops_downstream_assets(built, tmp_path):
     shutil.copy(settings.warehouse_path, copy)
     bad = settings.with_overrides(warehouse_path=copy)
     with connection(copy) as con:
+        # A day inside the retention period (older rows are dropped at the next load).
         con.execute(
             "INSERT INTO raw.events (partition_date, user_id, item_id, event_type, event_ts) "
-            "VALUES (DATE '1999-01-01', 'U1', 'I1', 'view', '1999-01-01T00:00:00Z')"
+            "VALUES (DATE '2026-08-01', 'u_0000000000000001', 'I1', 'view', '2026-08-01T00:00:00Z')"
         )
     defs = build_defs(bad)
     result = dg.materialize(

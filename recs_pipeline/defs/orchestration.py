@@ -91,10 +91,13 @@ def build_simulation(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleD
 
     @dg.op(description="Simulate the synthetic shop's next day, shoppers seeing the published lists.")
     def simulate_next_shop_day(context: dg.OpExecutionContext) -> None:
-        from recs_pipeline.synthetic.continuation import NoListsError, continue_landing_zone, lists_from_warehouse
+        from recs_pipeline.privacy import Pseudonymizer
+        from recs_pipeline.synthetic.continuation import NoListsError, continue_landing_zone, shop_lists_from_warehouse
 
         try:
-            lists = lists_from_warehouse(settings.warehouse_path)
+            # The warehouse holds pseudonyms: the shop hashes its own ids with the same key.
+            pseudonymize = Pseudonymizer.from_settings(settings.privacy).many
+            lists = shop_lists_from_warehouse(settings.warehouse_path, settings.landing_dir, pseudonymize)
         except NoListsError as exc:
             context.log.warning(f"{exc}: simulating without recommendations")
             lists = None

@@ -2,15 +2,28 @@
 
 Loads are idempotent: a day's events are deleted and inserted in one transaction, so
 re-loading a day replaces it and a crash leaves the previous version intact.
+
+With a :class:`~recs_pipeline.privacy.Pseudonymizer` (the Dagster assets always pass
+one) user ids are replaced by keyed pseudonyms on the way in: the distinct ids of the
+load are hashed once in Python and swapped in by a join, the user field of malformed
+lines (``raw_line``) is redacted the same way, and rows of suppressed (erased) users
+are dropped. No shop user id ever reaches the warehouse. Without one, ids are loaded as
+they are (unit tests of the parsing).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date
 
 import duckdb
+import pandas as pd
 
+from recs_pipeline.privacy.files import event_line_layout
+from recs_pipeline.privacy.lines import redact_line
+from recs_pipeline.privacy.pseudonym import Pseudonymizer, register_pseudonyms
+from recs_pipeline.privacy.suppression import suppressed_pseudonyms
 from recs_pipeline.sources.base import RAW_EVENT_COLUMNS, RAW_ITEM_COLUMNS, RAW_USER_COLUMNS, Source
 from recs_pipeline.warehouse import replace_table
 
@@ -29,6 +42,69 @@ class DayLoad:
     rows: int
     malformed_lines: int
     source_file: str | None
+    distinct_users: int = 0  # ids pseudonymised
+    suppressed_rows: int = 0  # rows of erased users left out
+    pseudonymise_seconds: float = 0.0
+
+
+_NORMALISED_USER = "NULLIF(trim(user_id), '')"  # what staging does to the id; hashed in this form
+
+
+def _register_suppressed(con: duckdb.DuckDBPyConnection) -> set[str]:
+    suppressed = suppressed_pseudonyms(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE _suppressed (pseudonym VARCHAR)")
+    if suppressed:
+        con.executemany("INSERT INTO _suppressed VALUES (?)", [[p] for p in sorted(suppressed)])
+    return suppressed
+
+
+def _drop_temp_tables(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
+    for name in names:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _pseudonymised_day_sql(
+    con: duckdb.DuckDBPyConnection, source: Source, day: date, select: str, pseudonymizer: Pseudonymizer
+) -> tuple[str, int, set[str]]:
+    """The day's rows with pseudonyms for ids and redacted raw lines, erased users left
+    out. Creates the temp tables it reads; returns (SELECT, distinct users, suppressed)."""
+    mapping = register_pseudonyms(
+        con, "_user_pseudonyms", f"SELECT {_NORMALISED_USER} FROM ({select})", pseudonymizer
+    )
+    suppressed = _register_suppressed(con)
+    # Malformed lines keep their text for debugging, with the user field pseudonymised.
+    layout = event_line_layout(source, day)
+    malformed = con.execute(
+        f"SELECT source_file, source_line, raw_line FROM ({select}) WHERE raw_line IS NOT NULL"
+    ).fetchall()
+    redacted = []
+    for source_file, source_line, raw_line in malformed:
+        text, found = redact_line(raw_line, layout, mapping, pseudonymizer.one)
+        redacted.append((source_file, source_line, text, bool(found & suppressed)))
+    frame = pd.DataFrame(redacted, columns=["source_file", "source_line", "raw_line", "suppressed"])
+    frame = frame.astype({"source_file": object, "source_line": "int64", "raw_line": object, "suppressed": bool})
+    con.register("_redacted_frame", frame)
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _redacted_lines AS SELECT source_file::VARCHAR AS source_file, "
+            "source_line::BIGINT AS source_line, raw_line::VARCHAR AS raw_line, suppressed::BOOLEAN AS suppressed "
+            "FROM _redacted_frame"
+        )
+    finally:
+        con.unregister("_redacted_frame")
+    columns = ", ".join("p.pseudonym AS user_id" if c == "user_id" else f"e.{c}" for c in RAW_EVENT_COLUMNS)
+    sql = f"""
+        SELECT {columns}, e.source_file, e.source_line, e.parse_error,
+               CASE WHEN e.raw_line IS NOT NULL THEN r.raw_line END AS raw_line
+        FROM ({select}) e
+        LEFT JOIN _user_pseudonyms p ON p.raw_id = NULLIF(trim(e.user_id), '')
+        LEFT JOIN _redacted_lines r
+          ON e.raw_line IS NOT NULL AND r.source_line = e.source_line
+         AND r.source_file IS NOT DISTINCT FROM e.source_file
+        WHERE NOT coalesce(r.suppressed, false)
+          AND (p.pseudonym IS NULL OR p.pseudonym NOT IN (SELECT pseudonym FROM _suppressed))
+    """
+    return sql, len(mapping), suppressed
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -36,14 +112,25 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(RAW_EVENTS_DDL)
 
 
-def load_event_days(con: duckdb.DuckDBPyConnection, source: Source, days: list[date]) -> list[DayLoad]:
-    """Replace the given days of ``raw.events`` with the source's rows for them."""
+def load_event_days(
+    con: duckdb.DuckDBPyConnection, source: Source, days: list[date], pseudonymizer: Pseudonymizer | None = None
+) -> list[DayLoad]:
+    """Replace the given days of ``raw.events`` with the source's rows for them
+    (user ids pseudonymised when a ``pseudonymizer`` is given)."""
     ensure_raw_schema(con)
     cols = ", ".join(RAW_EVENT_COLUMNS)
     loads = []
     for day in days:
         # Parse outside the transaction: temp tables only, nothing visible yet.
         select = source.events_sql(con, day)
+        n_users, n_source_rows, seconds, suppressed = 0, None, 0.0, set()
+        if pseudonymizer is not None:
+            started = time.perf_counter()
+            raw_select = select
+            select, n_users, suppressed = _pseudonymised_day_sql(con, source, day, raw_select, pseudonymizer)
+            seconds = time.perf_counter() - started
+            if suppressed:
+                n_source_rows = con.execute(f"SELECT count(*) FROM ({raw_select})").fetchall()[0][0]
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute("DELETE FROM raw.events WHERE partition_date = ?", [day])
@@ -60,7 +147,9 @@ def load_event_days(con: duckdb.DuckDBPyConnection, source: Source, days: list[d
             "SELECT count(*), count(parse_error), any_value(source_file) FROM raw.events WHERE partition_date = ?",
             [day],
         ).fetchall()[0]
-        loads.append(DayLoad(day, rows, malformed, file))
+        _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_redacted_lines"))
+        n_suppressed = 0 if n_source_rows is None else n_source_rows - rows
+        loads.append(DayLoad(day, rows, malformed, file, n_users, n_suppressed, seconds))
     return loads
 
 
@@ -69,6 +158,24 @@ def load_items(con: duckdb.DuckDBPyConnection, source: Source) -> int:
     return replace_table(con, "raw.items", f"SELECT {cols}, source_file, source_line FROM ({source.items_sql(con)})")
 
 
-def load_users(con: duckdb.DuckDBPyConnection, source: Source) -> int:
+def load_users(con: duckdb.DuckDBPyConnection, source: Source, pseudonymizer: Pseudonymizer | None = None) -> int:
+    """Replace ``raw.users`` with the source's user snapshot: the canonical columns only
+    (names, e-mails, addresses and other direct identifiers in the file never load), ids
+    pseudonymised and erased users left out when a ``pseudonymizer`` is given."""
     cols = ", ".join(RAW_USER_COLUMNS)
-    return replace_table(con, "raw.users", f"SELECT {cols}, source_file, source_line FROM ({source.users_sql(con)})")
+    select = source.users_sql(con)
+    if pseudonymizer is None:
+        return replace_table(con, "raw.users", f"SELECT {cols}, source_file, source_line FROM ({select})")
+    register_pseudonyms(con, "_user_pseudonyms", f"SELECT {_NORMALISED_USER} FROM ({select})", pseudonymizer)
+    _register_suppressed(con)
+    columns = ", ".join("p.pseudonym AS user_id" if c == "user_id" else f"e.{c}" for c in RAW_USER_COLUMNS)
+    try:
+        return replace_table(
+            con,
+            "raw.users",
+            f"""SELECT {columns}, e.source_file, e.source_line
+                FROM ({select}) e LEFT JOIN _user_pseudonyms p ON p.raw_id = NULLIF(trim(e.user_id), '')
+                WHERE p.pseudonym IS NULL OR p.pseudonym NOT IN (SELECT pseudonym FROM _suppressed)""",
+        )
+    finally:
+        _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_parsed_users", "_rejects_users"))

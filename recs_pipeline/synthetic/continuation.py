@@ -8,7 +8,7 @@ other. The next pipeline run ingests them and measures each variant.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,9 +25,13 @@ class NoListsError(RuntimeError):
     """The warehouse has no published lists yet."""
 
 
-def lists_from_warehouse(warehouse_path: Path) -> ListsForDay:
+def lists_from_warehouse(warehouse_path: Path, user_map: Mapping[str, str] | None = None) -> ListsForDay:
     """day -> the lists in force that day (the newest ``list_date`` on or before it),
-    from ``serving.published_recommendations``."""
+    from ``serving.published_recommendations``.
+
+    The warehouse holds pseudonyms, not the shop's ids: ``user_map`` (pseudonym -> shop
+    id, see :func:`pseudonym_map`) translates them back; users it does not know (erased
+    ones) are left out."""
     from recs_pipeline.warehouse import connection, table_exists
 
     if not Path(warehouse_path).exists():
@@ -36,6 +40,13 @@ def lists_from_warehouse(warehouse_path: Path) -> ListsForDay:
         if not table_exists(con, "serving.published_recommendations"):
             raise NoListsError("no published recommendations yet")
         lists = con.execute("SELECT list_date, user_id, item_id, rank FROM serving.published_recommendations").df()
+    if user_map is not None and len(lists):
+        own = lists["user_id"].map(user_map)
+        if own.isna().all():
+            raise NoListsError(
+                "no published list belongs to a user of this shop: is RECS_PSEUDONYM_KEY the key the pipeline ran with?"
+            )
+        lists = lists.assign(user_id=own).dropna(subset=["user_id"]).reset_index(drop=True)
     lists["list_date"] = pd.to_datetime(lists["list_date"]).dt.date
     dates = sorted(lists["list_date"].unique())
 
@@ -44,6 +55,19 @@ def lists_from_warehouse(warehouse_path: Path) -> ListsForDay:
         return lists[lists["list_date"] == in_force[-1]] if in_force else None
 
     return lists_for_day
+
+
+def pseudonym_map(landing_dir: Path, pseudonymize: Callable[[list[str]], list[str]]) -> dict[str, str]:
+    """pseudonym -> shop user id for every user of the generated shop. The shop knows
+    the pipeline's key (settings) and hashes its own ids: no reverse table is stored."""
+    shop = SyntheticShop.load_state(Path(landing_dir) / "_truth" / "state.npz")
+    ids = [str(u) for u in shop.user_ids]
+    return dict(zip(pseudonymize(ids), ids))
+
+
+def shop_lists_from_warehouse(warehouse_path: Path, landing_dir: Path, pseudonymize: Callable[[list[str]], list[str]]) -> ListsForDay:
+    """:func:`lists_from_warehouse` with the shop's own user ids."""
+    return lists_from_warehouse(warehouse_path, pseudonym_map(landing_dir, pseudonymize))
 
 
 @dataclass

@@ -47,7 +47,12 @@ from recs_pipeline.synthetic.vocabulary import (
 # The landing-zone contract with the ingestion code.
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "event_ts", "quantity", "price", "session_id", "search_query")
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "description", "in_stock", "launch_date")
-USER_COLUMNS = ("user_id", "signup_date", "age_band", "gender", "country", "marketing_consent")
+# The user profile file also carries direct identifiers, as a real shop's export does:
+# the pipeline must never load them (docs/privacy.md; they are not canonical columns).
+DIRECT_IDENTIFIER_COLUMNS = ("full_name", "email", "phone", "street_address", "postcode")
+USER_COLUMNS = (
+    "user_id", "signup_date", "age_band", "gender", "country", "marketing_consent", *DIRECT_IDENTIFIER_COLUMNS,
+)  # fmt: skip
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # Event types, in the order events of the same second are written.
@@ -62,6 +67,9 @@ BROWSED, REPLENISHED, RECOMMENDED = 0, 1, 2
 # recommendations are shown (only removals and checkout of sessions with a click move).
 BROWSE_STREAM, RECS_STREAM, REPLENISH_STREAM, DIRT_STREAM = range(4)
 WORLD_DAY = 0  # the "day" of the streams that build the world (real days are ordinals > 700,000)
+# World part of the direct identifiers' own stream (0-2 build catalogue, users, history):
+# they draw from nothing else, so every other generated value is what it was without them.
+IDENTITY_PART = 3
 
 # --- Tastes -------------------------------------------------------------------------
 N_FACTORS = 8  # latent item/user factors: taste structure beyond category, brand and price
@@ -784,6 +792,50 @@ def write_day(
     return path, len(lines), defects
 
 
+_FIRST_NAMES = (
+    "Olivia", "Amelia", "Isla", "Ava", "Mia", "Sophie", "Grace", "Emma", "Hannah", "Lena", "Clara", "Marie",
+    "Lucia", "Julia", "Anna", "Zofia", "Freja", "Aoife", "Noah", "Oliver", "George", "Arthur", "Leo", "Jack",
+    "Lukas", "Jonas", "Louis", "Gabriel", "Mateo", "Hugo", "Luca", "Jan", "Erik", "Sean", "Sam", "Alex",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Evans", "Patel", "Khan", "Murphy", "O'Brien",
+    "Müller", "Schmidt", "Schneider", "Martin", "Bernard", "Dubois", "de Vries", "Jansen", "García", "López",
+    "Rossi", "Russo", "Nowak", "Kowalski", "Andersson", "Johansson", "Kelly", "Walsh", "Miller", "Davis",
+)  # fmt: skip
+_STREETS = ("High", "Station", "Church", "Mill", "Park", "Victoria", "Green", "Manor", "Kings", "Queens", "Elm", "Oak")
+_STREET_KINDS = ("Street", "Road", "Lane", "Avenue", "Close", "Way")
+_POSTCODE_AREAS = ("AB", "B", "BS", "CF", "E", "EH", "G", "L", "LS", "M", "N", "NE", "OX", "S", "SE", "SW", "W")
+_UNIT_LETTERS = tuple("ABDEFGHJLNPQRSTUWXYZ")
+
+
+def direct_identifiers(config: ShopConfig, n_users: int) -> pd.DataFrame:
+    """Made-up names, e-mails (example.com), phones (Ofcom's drama range), street
+    addresses and UK-style postcodes for users 0..n-1, from their own random stream."""
+    rng = np.random.default_rng([config.seed, WORLD_DAY, IDENTITY_PART])
+    first = np.array(_FIRST_NAMES, dtype=object)[rng.integers(0, len(_FIRST_NAMES), n_users)]
+    last = np.array(_LAST_NAMES, dtype=object)[rng.integers(0, len(_LAST_NAMES), n_users)]
+    house = rng.integers(1, 200, n_users)
+    street = np.array(_STREETS, dtype=object)[rng.integers(0, len(_STREETS), n_users)]
+    kind = np.array(_STREET_KINDS, dtype=object)[rng.integers(0, len(_STREET_KINDS), n_users)]
+    area = np.array(_POSTCODE_AREAS, dtype=object)[rng.integers(0, len(_POSTCODE_AREAS), n_users)]
+    district, sector = rng.integers(1, 30, n_users), rng.integers(0, 10, n_users)
+    units = np.array(_UNIT_LETTERS, dtype=object)[rng.integers(0, len(_UNIT_LETTERS), (n_users, 2))]
+    phone = rng.integers(0, 1000, n_users)
+    mail_number = rng.integers(1, 100, n_users)
+    names = pd.Series(first) + " " + pd.Series(last)
+    local = (pd.Series(first) + "." + pd.Series(last)).str.lower().str.replace(r"[^a-z.]", "", regex=True)
+    return pd.DataFrame(
+        {
+            "full_name": names,
+            "email": local + pd.Series(mail_number).astype(str) + "@example.com",
+            "phone": "+44 7700 900" + pd.Series(phone).astype(str).str.zfill(3),
+            "street_address": pd.Series(house).astype(str) + " " + pd.Series(street) + " " + pd.Series(kind),
+            "postcode": pd.Series(area) + pd.Series(district).astype(str) + " " + pd.Series(sector).astype(str)
+            + pd.Series(units[:, 0]) + pd.Series(units[:, 1]),
+        }
+    )
+
+
 def write_snapshots(shop: SyntheticShop, landing_dir: Path, last: date) -> None:
     """The catalogue and user snapshots as of ``last``: items launched and users signed up by then."""
     landing_dir = Path(landing_dir)
@@ -791,7 +843,8 @@ def write_snapshots(shop: SyntheticShop, landing_dir: Path, last: date) -> None:
     items = items.assign(in_stock=np.where(items["in_stock"], "true", "false"))
     items.to_csv(landing_dir / "items" / "items.csv", columns=list(ITEM_COLUMNS), index=False, lineterminator="\n",
                  float_format="%.2f")  # fmt: skip
-    users = shop.users[shop.users["signup_date"] <= last]
+    users = pd.concat([shop.users, direct_identifiers(shop.config, len(shop.users))], axis=1)
+    users = users[users["signup_date"] <= last]
     users = users.assign(marketing_consent=np.where(users["marketing_consent"], "true", "false"))
     users.to_csv(landing_dir / "users" / "users.csv", columns=list(USER_COLUMNS), index=False, lineterminator="\n")
 

@@ -1,0 +1,412 @@
+"""Privacy on the real pipeline (DuckDB, dbt, Dagster) and a small generated shop:
+pseudonymised ids, direct identifiers kept out, retention, erasure, and the key."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import shutil
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from recs_pipeline.definitions import build_defs
+from recs_pipeline.privacy import Pseudonymizer
+from recs_pipeline.privacy.erasure import ERASURE_LOG
+from recs_pipeline.privacy.lines import LineLayout, id_pattern, redact_line
+from recs_pipeline.settings import DEMO_PSEUDONYM_KEY, load_settings
+from recs_pipeline.sources.adapters import build_source
+from recs_pipeline.synthetic.shop import DIRECT_IDENTIFIER_COLUMNS, ShopConfig, generate_landing_zone
+from recs_pipeline.warehouse import connection
+
+from .conftest import settings_for
+from .test_pipeline import run_all_days
+
+pytestmark = pytest.mark.slow
+
+PSEUDONYM = r"^u_[0-9a-f]{16}$"
+CONFIG = ShopConfig(seed=11, n_days=7, n_users=240, n_items=120, events_per_day=900, dirt_rate=0.03)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def all_tables(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[str]:
+    where = f"database_name = '{catalog}'" if catalog else "database_name = current_database()"
+    return [
+        f'"{s}"."{t}"'
+        for s, t in con.execute(f"SELECT schema_name, table_name FROM duckdb_tables() WHERE {where} ORDER BY ALL").fetchall()
+    ]
+
+
+def tables_mentioning(path: Path, values: list[str], skip_schemas: tuple[str, ...] = ()) -> dict[str, int]:
+    """Table -> rows whose text (every column, cast together) contains one of ``values``
+    as a whole token. Every table and column of the file is scanned."""
+    found = {}
+    pattern = id_pattern(values)
+    with connection(path, read_only=True) as con:
+        for table in all_tables(con):
+            if table.split(".")[0].strip('"') in skip_schemas:
+                continue
+            n = con.execute(
+                f"SELECT count(*) FROM {table} t WHERE regexp_matches(CAST(t AS VARCHAR), ?)", [pattern]
+            ).fetchall()[0][0]
+            if n:
+                found[table] = n
+    return found
+
+
+def tables_containing(path: Path, values: list[str]) -> dict[str, int]:
+    """Table -> rows whose text contains one of ``values`` anywhere (substring)."""
+    found = {}
+    with connection(path, read_only=True) as con:
+        con.execute("CREATE TEMP TABLE needles AS SELECT unnest(?::VARCHAR[]) AS v", [values])
+        for table in all_tables(con):
+            n = con.execute(
+                f"SELECT count(*) FROM (SELECT CAST(t AS VARCHAR) AS line FROM {table} t) r "
+                "WHERE EXISTS (SELECT 1 FROM needles WHERE contains(r.line, needles.v))"
+            ).fetchall()[0][0]
+            if n:
+                found[table] = n
+    return found
+
+
+def shop_user_ids(landing: Path) -> list[str]:
+    return pd.read_csv(landing / "users" / "users.csv", dtype=str)["user_id"].tolist()
+
+
+def files_mentioning(root: Path, values: list[str]) -> list[str]:
+    import re
+
+    rx = re.compile(id_pattern(values))
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix in (".csv", ".json", ".txt")
+        and rx.search(p.read_text(encoding="utf-8", errors="replace"))
+    )
+
+
+def copy_pipeline(settings, target: Path):
+    """A private copy of a built pipeline (landing zone, warehouse, snapshot, models)."""
+    shutil.copytree(settings.data_dir, target, dirs_exist_ok=True)
+    return settings_for(target, RECS_LANDING_DIR=str(target / "landing"))
+
+
+# --- the pipeline, built once -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The whole graph over a generated shop, then 2 simulated days in which shoppers see
+    the published lists (so feedback tables hold rows), then the run of those days."""
+    from recs_pipeline.cli import published_lists
+    from recs_pipeline.synthetic.continuation import continue_landing_zone
+
+    root = tmp_path_factory.mktemp("privacy")
+    generate_landing_zone(root / "landing", CONFIG)
+    settings = settings_for(root, RECS_LANDING_DIR=str(root / "landing"))
+    days = build_source(settings).event_days()
+    assert run_all_days(settings, days).success
+    new = continue_landing_zone(settings.landing_dir, 2, published_lists(settings)).days
+    result = run_all_days(settings, new)
+    assert result.success
+    return settings, result
+
+
+# --- (a) pseudonyms only ------------------------------------------------------------
+
+
+def test_no_shop_user_id_reaches_any_table(built):
+    settings, _ = built
+    ids = shop_user_ids(settings.landing_dir)
+    assert len(ids) == CONFIG.n_users
+    # Every table and column, raw_line included, of the warehouse and of the snapshot.
+    from recs_pipeline.defs.publish import snapshot_path
+
+    assert tables_mentioning(settings.warehouse_path, ids) == {}
+    assert tables_mentioning(snapshot_path(settings.warehouse_path), ids) == {}
+    with connection(settings.warehouse_path, read_only=True) as con:
+        columns = con.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+            "WHERE column_name LIKE '%user_id' AND table_catalog = current_database()"
+        ).fetchall()
+        assert len(columns) >= 15
+        for schema, table, column in columns:
+            bad = con.execute(
+                f'SELECT count(*) FROM "{schema}"."{table}" WHERE "{column}" IS NOT NULL '
+                f"AND NOT regexp_matches(\"{column}\", '{PSEUDONYM}')"
+            ).fetchall()[0][0]
+            assert bad == 0, f"{schema}.{table}.{column}"
+        # Malformed lines keep their text, with the pseudonym in the user field.
+        redacted = con.execute("SELECT raw_line FROM raw.events WHERE raw_line IS NOT NULL").fetchall()
+        assert redacted and all(line.startswith("u_") for (line,) in redacted)
+        # The same user has the same pseudonym in events and in the profile snapshot.
+        assert con.execute(
+            "SELECT count(*) FROM staging.stg_events WHERE user_id NOT IN (SELECT user_id FROM raw.users)"
+        ).fetchall()[0][0] == 0
+    # Models hold pseudonyms too.
+    assert files_mentioning(settings.model_dir, ids) == []
+
+
+# --- (b) direct identifiers ---------------------------------------------------------
+
+
+def test_direct_identifiers_never_reach_the_warehouse(built):
+    settings, _ = built
+    users = pd.read_csv(settings.landing_dir / "users" / "users.csv", dtype=str, keep_default_na=False)
+    assert set(DIRECT_IDENTIFIER_COLUMNS) <= set(users.columns)
+    values = sorted({v for c in DIRECT_IDENTIFIER_COLUMNS for v in users[c] if v})
+    assert len(values) > 3 * CONFIG.n_users
+    from recs_pipeline.defs.publish import snapshot_path
+
+    assert tables_containing(settings.warehouse_path, values) == {}
+    assert tables_containing(snapshot_path(settings.warehouse_path), values) == {}
+    with connection(settings.warehouse_path, read_only=True) as con:
+        raw_columns = [r[0] for r in con.execute("DESCRIBE raw.users").fetchall()]
+    assert not set(raw_columns) & set(DIRECT_IDENTIFIER_COLUMNS)
+
+
+def test_direct_identifiers_come_from_their_own_random_stream(tmp_path, monkeypatch):
+    """Adding them changed no other generated byte: without them every file is the same
+    and the user file's other columns too."""
+    import recs_pipeline.synthetic.shop as shop_module
+
+    config = replace(CONFIG, n_days=3)
+    with_ids = generate_landing_zone(tmp_path / "a", config)
+    real = shop_module.direct_identifiers
+    monkeypatch.setattr(
+        shop_module, "direct_identifiers",
+        lambda cfg, n: real(cfg, n).assign(**{c: "" for c in DIRECT_IDENTIFIER_COLUMNS}),
+    )  # fmt: skip
+    generate_landing_zone(tmp_path / "b", config)
+    for path in sorted((tmp_path / "a").rglob("*")):
+        if path.is_file() and path.name != "users.csv":
+            assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes(), path
+    a = pd.read_csv(with_ids.paths["users"], dtype=str)
+    b = pd.read_csv(tmp_path / "b" / "users" / "users.csv", dtype=str)
+    canonical = [c for c in a.columns if c not in DIRECT_IDENTIFIER_COLUMNS]
+    pd.testing.assert_frame_equal(a[canonical], b[canonical])
+    assert a["email"].str.fullmatch(r"[a-z.]+\d+@example\.com").all()
+    assert a["phone"].str.fullmatch(r"\+44 7700 900\d{3}").all() and a["full_name"].str.contains(" ").all()
+
+
+# --- (c) retention ------------------------------------------------------------------
+
+
+def test_retention_drops_old_line_level_rows_and_kept_days_reconcile(built, tmp_path):
+    settings, _ = built
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(settings.warehouse_path, copy)
+    short = settings.with_overrides(warehouse_path=copy, privacy=replace(settings.privacy, retention_days=3))
+    days = build_source(short).event_days()
+    with connection(copy, read_only=True) as con:
+        before = con.execute("SELECT count(*) FROM raw.events").fetchall()[0][0]
+    defs = build_defs(short)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        partition_key=days[-1].isoformat(),
+        selection=dg.AssetSelection.keys(
+            ["raw", "events"], ["staging", "int_events_validated"], ["staging", "stg_events"],
+            ["quality", "quarantine_events"], ["quality", "duplicate_events"], ["quality", "event_reconciliation"],
+        ),
+        raise_on_error=False,
+    )  # fmt: skip
+    assert result.success
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(["raw", "events"])]
+    meta = event.materialization.metadata
+    cutoff = date.fromordinal(days[-1].toordinal() - 3)
+    assert str(cutoff) in meta["retention"].value
+    dropped = meta["retention_rows_dropped_by_table"].value
+    assert dropped["raw.events"] > 0 and meta["retention_rows_dropped"].value == sum(dropped.values())
+    assert {"staging.int_events_validated", "staging.stg_events", "quality.quarantine_events"} <= set(dropped)
+    with connection(copy, read_only=True) as con:
+        after = con.execute("SELECT count(*) FROM raw.events").fetchall()[0][0]
+        assert before - after == dropped["raw.events"]
+        for table in ("raw.events", "staging.int_events_validated", "staging.stg_events",
+                      "quality.quarantine_events", "quality.duplicate_events", "quality.event_reconciliation"):
+            first = con.execute(f"SELECT min(partition_date) FROM {table}").fetchall()[0][0]
+            assert first >= cutoff and (first == cutoff or table.startswith("quality.")), table
+        kept = con.execute(
+            "SELECT count(*), bool_and(is_balanced), sum(raw_rows) FROM quality.event_reconciliation"
+        ).fetchall()[0]
+        assert kept[0] == 4 and kept[1] and kept[2] == after
+
+
+# --- (d) erasure --------------------------------------------------------------------
+
+
+def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
+    from recs_pipeline.cli import published_lists
+    from recs_pipeline.defs.publish import snapshot_path
+    from recs_pipeline.synthetic.continuation import continue_landing_zone
+
+    settings = copy_pipeline(built[0], tmp_path)
+    pseudonymizer = Pseudonymizer.from_settings(settings.privacy)
+    ids = shop_user_ids(settings.landing_dir)
+    by_pseudonym = dict(zip(pseudonymizer.many(ids), ids))
+    with connection(settings.warehouse_path, read_only=True) as con:
+        # A user with events, a list, served impressions, attributed responses and
+        # quarantined lines (a malformed one, known by its raw_line, if possible).
+        candidates = con.execute(
+            """SELECT s.user_id,
+                      s.user_id IN (SELECT regexp_extract(raw_line, '^(u_[0-9a-f]{16})', 1) FROM raw.events) AS malformed
+               FROM feedback.served_recommendations s
+               JOIN feedback.attributed_events a USING (serve_id)
+               WHERE s.user_id IN (SELECT user_id FROM serving.recommendations)
+                 AND s.user_id IN (SELECT user_id FROM quality.quarantine_events)
+               GROUP BY 1 ORDER BY malformed DESC, count(*) DESC, 1"""
+        ).fetchall()
+    pseudonym = candidates[0][0]
+    user = by_pseudonym[pseudonym]
+    assert files_mentioning(settings.landing_dir / "events", [user])
+
+    request = settings.erasure_requests_path / "ticket-42.csv"
+    request.parent.mkdir(parents=True)
+    request.write_text(f"user_id\n{user}\n")
+    defs = build_defs(settings)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks], resources=defs.resources, selection=[dg.AssetKey(["privacy", "erasure_log"])]
+    )
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["users_erased"].value == 1 and meta["warehouse_rows_deleted"].value > 0
+    assert not request.exists()  # it names the user in clear text
+
+    # Nothing of the user anywhere: every table and column, by pseudonym or by id
+    # (the audit and the suppression list hold the pseudonym by design).
+    both = [pseudonym, user]
+    assert tables_mentioning(settings.warehouse_path, both, skip_schemas=("privacy",)) == {}
+    assert tables_mentioning(snapshot_path(settings.warehouse_path), both, skip_schemas=("privacy",)) == {}
+    assert tables_mentioning(settings.warehouse_path, [user]) == {}
+    assert files_mentioning(settings.landing_dir, both) == []
+    assert files_mentioning(settings.model_dir, both) == []
+    with connection(settings.warehouse_path, read_only=True) as con:
+        [audit] = con.execute(
+            f"SELECT pseudonym, origin, rows_deleted, rows_deleted_total, files_rewritten, lines_removed, "
+            f"snapshot_rows_deleted, models_scrubbed FROM {ERASURE_LOG}"
+        ).fetchall()
+        suppressed = con.execute("SELECT pseudonym FROM privacy.suppressed_users").fetchall()
+    rows = json.loads(audit[2])
+    assert audit[0] == pseudonym and audit[1] == "file:ticket-42.csv" and suppressed == [(pseudonym,)]
+    for table in ("raw.events", "raw.users", "staging.stg_events", "quality.quarantine_events",
+                  "serving.recommendations", "serving.published_recommendations",
+                  "feedback.served_recommendations", "feedback.attributed_events", "features.interactions"):
+        assert rows.get(table, 0) > 0, table
+    assert audit[3] == sum(rows.values()) and audit[6] > 0 and audit[5] > 0
+    assert "users/users.csv" in audit[4] and audit[7]
+    print(f"erasure of one user: {audit[3]} warehouse rows in {len(rows)} tables, {audit[6]} snapshot rows, "
+          f"{audit[5]} landing lines in {len(audit[4])} files, {len(audit[7])} models")
+
+    # The shop lives on and the user comes back in its files: the next run keeps them out,
+    # and trains from scratch (the scrubbed models are never warm-started from).
+    new = continue_landing_zone(settings.landing_dir, 1, published_lists(settings)).days
+    back = files_mentioning(settings.landing_dir, [user])
+    assert "users/users.csv" in back and set(back) <= {"users/users.csv", f"events/{new[0]}.csv"}
+    days = build_source(settings).event_days()
+    result = run_all_days(settings, days)  # every day again, from the rewritten files
+    assert result.success
+    events = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert (events["raw/events"]["suppressed_rows"].value > 0) == (f"events/{new[0]}.csv" in back)
+    assert events["ml/model"]["training"].value.startswith("from scratch")
+    assert tables_mentioning(settings.warehouse_path, both, skip_schemas=("privacy",)) == {}
+    assert tables_mentioning(snapshot_path(settings.warehouse_path), both, skip_schemas=("privacy",)) == {}
+    assert files_mentioning(settings.model_dir, both) == []
+    with connection(settings.warehouse_path, read_only=True) as con:
+        assert con.execute("SELECT bool_and(is_balanced) FROM quality.event_reconciliation").fetchall()[0][0]
+        assert con.execute("SELECT count(*) FROM serving.recommendations").fetchall()[0][0] > 0
+        quarantined = {
+            (f, int(line)): reason
+            for f, line, reason in con.execute(
+                "SELECT source_file, source_line, reject_reason FROM quality.quarantine_events"
+            ).fetchall()
+        }
+    # The synthetic shop's defect ground truth followed the rewritten files line for line.
+    with (settings.landing_dir / "_truth" / "defects.csv").open() as fh:
+        defects = [d for d in csv.DictReader(fh) if d["kind"] != "duplicate"]
+    mismatched = [d for d in defects if quarantined.get((d["file"], int(d["line"]))) != d["kind"]]
+    # Defect copies of the erased user's lines were removed with them, or suppressed if new.
+    assert all(d["file"] == f"events/{new[0]}.csv" for d in mismatched)
+
+
+# --- (e) the key --------------------------------------------------------------------
+
+
+def _load_day(tmp_path: Path, key: str) -> list[tuple]:
+    from recs_pipeline.sources.loader import load_event_days, load_users
+
+    settings = settings_for(tmp_path, RECS_PSEUDONYM_KEY=key)
+    source = build_source(settings)
+    con = duckdb.connect()
+    pseudonymizer = Pseudonymizer.from_settings(settings.privacy)
+    load_event_days(con, source, source.event_days()[:1], pseudonymizer)
+    load_users(con, source, pseudonymizer)
+    rows = con.execute("SELECT source_line, user_id, raw_line FROM raw.events ORDER BY source_line").fetchall()
+    users = con.execute("SELECT source_line, user_id FROM raw.users ORDER BY source_line").fetchall()
+    con.close()
+    return rows + users
+
+
+def test_the_key_decides_the_pseudonyms(tmp_path):
+    generate_landing_zone(tmp_path / "landing", replace(CONFIG, n_days=1, events_per_day=400))
+    first, again, other = _load_day(tmp_path, "key-one"), _load_day(tmp_path, "key-one"), _load_day(tmp_path, "key-two")
+    assert first == again  # repeatable
+    ids_first = {r[1] for r in first if r[1]}
+    ids_other = {r[1] for r in other if r[1]}
+    assert len(ids_first) == len(ids_other) > 50 and not ids_first & ids_other  # another key, other ids
+    # The documented construction: u_ + 16 hex digits of HMAC-SHA256(key, id).
+    expected = "u_" + hmac.new(b"key-one", b"U000007", hashlib.sha256).hexdigest()[:16]
+    assert Pseudonymizer("key-one").one(" U000007 ") == expected
+    assert Pseudonymizer("key-one").one("") is None and Pseudonymizer("key-one").many([None, "U1"])[0] is None
+
+
+def test_the_key_never_shows(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from recs_pipeline.privacy import pseudonym
+
+    monkeypatch.setenv("RECS_PSEUDONYM_KEY", "s3cret-key-value")
+    settings = load_settings({"RECS_DATA_DIR": str(tmp_path), "RECS_PSEUDONYM_KEY": "s3cret-key-value"})
+    assert "s3cret" not in repr(settings) and "s3cret" not in repr(Pseudonymizer.from_settings(settings.privacy))
+    defs = build_defs(settings)
+    resource = defs.resources["privacy"]
+    assert isinstance(resource.pseudonym_key, dg.EnvVar)  # the UI shows the variable's name only
+    assert resource.pseudonymizer().one("U1") == Pseudonymizer("s3cret-key-value").one("U1")
+    # Without a key: the demo key, and a warning (once) that never prints a key.
+    monkeypatch.setattr(pseudonym, "_warned_demo_key", False)
+    demo = load_settings({"RECS_DATA_DIR": str(tmp_path)})
+    assert demo.privacy.key_is_demo and demo.privacy.effective_key == DEMO_PSEUDONYM_KEY
+    with caplog.at_level(logging.WARNING):
+        p = Pseudonymizer.from_settings(demo.privacy)
+        assert pseudonym.warn_if_demo_key(p) and not pseudonym.warn_if_demo_key(p)
+    assert len(caplog.records) == 1 and DEMO_PSEUDONYM_KEY not in caplog.text and "RECS_PSEUDONYM_KEY" in caplog.text
+    with pytest.raises(ValueError, match="RECS_PSEUDONYM_KEY"):
+        config = tmp_path / "c.toml"
+        config.write_text('[privacy]\npseudonym_key = "x"\n')
+        load_settings({"RECS_CONFIG": str(config)})
+
+
+def test_raw_line_redaction_and_speed():
+    """The user field of a malformed line becomes its pseudonym; a field holding a known
+    id anywhere too. And the hashing keeps up with a busy shop's day."""
+    import time
+
+    p = Pseudonymizer("k")
+    known = p.mapping(["U1", "U2"])
+    line, found = redact_line("U1,I9,view,extra,U2", LineLayout(",", 0), known, p.one)
+    assert line == f"{known['U1']},I9,view,extra,{known['U2']}" and found == set(known.values())
+    line, _ = redact_line('U3,"a, b",x', LineLayout(",", 0), known, p.one)
+    assert line == f'{p.one("U3")},"a, b",x'
+    ids = [f"U{i:07d}" for i in range(200_000)]
+    started = time.perf_counter()
+    mapping = p.mapping(ids)
+    seconds = time.perf_counter() - started
+    assert len(set(mapping.values())) == len(ids)
+    print(f"pseudonymised {len(ids):,} distinct ids in {seconds:.2f}s")
+    assert seconds < 5
