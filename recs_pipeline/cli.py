@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 import warnings
@@ -137,8 +138,10 @@ def run_pipeline(
         "dagster/asset_partition_range_end": end.isoformat(),
     }
     kwargs = {"asset_selection": _parse_selection(selection)} if selection else {}
-    # Step-by-step logs go to the Dagster UI (DAGSTER_HOME); the terminal shows warnings only.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    # Step-by-step logs go to the Dagster UI (DAGSTER_HOME); the terminal shows the steps
+    # and, when one fails, its error in one line (failure_lines). --debug shows Dagster's log.
+    level = "DEBUG" if os.environ.get("RECS_DEBUG") == "1" else "CRITICAL"
+    quiet = {"loggers": {"console": {"config": {"log_level": level}}}}
     instance = _instance()
     if not progress:
         return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=quiet, **kwargs)
@@ -218,8 +221,14 @@ def failure_lines(result) -> list[str]:
     lines = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            message = event.event_specific_data.error.message.strip().splitlines()
-            lines.append(f"{event.step_key}: {message[0] if message else 'failed'}")
+            # Dagster wraps the asset's own error ("Error occurred while executing op ...");
+            # the innermost cause is the one that names the file, line and field.
+            error = event.event_specific_data.error
+            while error.cause is not None:
+                error = error.cause
+            message = error.message.strip().splitlines()
+            first = re.sub(r"^(?:\w+\.)+(?=\w+(?:Error|Exception|Failure):)", "", message[0]) if message else "failed"
+            lines.append(f"{event.step_key}: {first}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
             data = event.event_specific_data
             lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")
@@ -250,6 +259,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             return
         start, end = new[0], new[-1]
         print(f"loading {len(new)} new day(s): {start} to {end}")
+    from recs_pipeline.privacy.pseudonym import KEY_ENV_VAR
+
+    if not os.environ.get(KEY_ENV_VAR):
+        print(f"warning: {KEY_ENV_VAR} is not set: user ids are pseudonymised with the public demo key; "
+              "set a secret key for real data (docs/privacy.md)", file=sys.stderr)
     result = run_pipeline(settings, start, end, args.select, progress=not args.quiet)
     elapsed = time.perf_counter() - t0
     if not result.success:
@@ -478,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*", module="dagster.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if args.debug:
+        os.environ["RECS_DEBUG"] = "1"
     try:
         settings = load_settings()
         args.func(settings, args)

@@ -57,3 +57,22 @@ def test_recs_sql_still_answers_queries(warehouse, capsys):
 def test_the_ui_binds_to_loopback_only():
     dev = re.search(r"^dev:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
     assert "dagster dev" in dev and "-h 127.0.0.1" in dev
+
+
+def test_a_failed_run_prints_the_error_that_names_the_file(small_shop, tmp_path, monkeypatch, capsys):
+    """`recs run` shows the asset's own error (file, line, field), not Dagster's wrapper."""
+    import shutil
+
+    root, _ = small_shop
+    landing = tmp_path / "landing"
+    shutil.copytree(root / "landing", landing)
+    day_file = sorted((landing / "events").glob("*.csv"))[0]
+    day_file.write_text("")
+    monkeypatch.setenv("RECS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RECS_LANDING_DIR", str(landing))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    day = re.search(r"\d{4}-\d{2}-\d{2}", day_file.name).group(0)
+    assert main(["run", "--select", "raw/events", "--start", day, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"raw__events: SourceError: {day_file}: line 1: the file is empty" in err, err
+    assert "Traceback" not in err

@@ -144,7 +144,7 @@ def load_event_days(
             con.execute("ROLLBACK")
             raise
         rows, malformed, file = con.execute(
-            "SELECT count(*), count(parse_error), any_value(source_file) FROM raw.events WHERE partition_date = ?",
+            "SELECT count(*), count(*) FILTER (WHERE parse_error LIKE 'malformed_line%'), any_value(source_file) FROM raw.events WHERE partition_date = ?",
             [day],
         ).fetchall()[0]
         _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_redacted_lines"))
