@@ -327,14 +327,18 @@ def scoring_vs_predict(data_dir: Path, n_users: int) -> dict:
 def landing_zone(name: str, config: ShopConfig, landing: Path, use_cache: bool) -> tuple[int, float]:
     """Generate the shop into ``landing``, or copy it from the cache of an earlier run.
 
-    Generating L takes about half an hour (the generator draws every view from a
-    users x candidates matrix); the pipeline, not the generator, is what is measured,
-    so generated shops are kept under /tmp/recs-bench-cache by config (``--no-cache``
-    regenerates). Returns (event lines, generation seconds of the original run).
+    Generating L takes a few minutes; the pipeline, not the generator, is what is
+    measured, so generated shops are kept under /tmp/recs-bench-cache, keyed by the
+    config and the generator's source (``--no-cache`` regenerates). Returns (event
+    lines, generation seconds of the original run).
     """
+    import recs_pipeline.synthetic as synthetic
     from recs_pipeline.synthetic.shop import generate_landing_zone
 
-    key = hashlib.sha256(config.to_json().encode()).hexdigest()[:10]
+    digest = hashlib.sha256(config.to_json().encode())
+    for source in sorted(Path(synthetic.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    key = digest.hexdigest()[:10]
     cached = CACHE / f"{name}-{key}"
     if use_cache and (cached / "COMPLETE").is_file():
         print(f"[{name}] copying the generated shop from {cached}", flush=True)

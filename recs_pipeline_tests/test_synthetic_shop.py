@@ -433,3 +433,28 @@ def test_scaled_config_multiplies_users_items_and_traffic():
     assert replace(big, n_users=5000, n_items=2000, events_per_day=16000) == ShopConfig()
     with pytest.raises(ValueError):
         ShopConfig().scaled(0)
+
+
+def test_sampled_choice_for_large_catalogues_follows_the_exact_distribution():
+    """Above EXACT_CHOICE_CANDIDATES the generator samples candidates (importance
+    resampling) instead of scoring all of them; the chosen items must still follow
+    popularity^a x exp(b x taste), here checked on bins of the exact probability."""
+    from recs_pipeline.synthetic.shop import EXACT_CHOICE_CANDIDATES
+
+    shop = SyntheticShop(ShopConfig(n_users=20, n_items=4000, events_per_day=10, n_days=2))
+    candidates = np.arange(shop.config.n_items)
+    assert len(candidates) > EXACT_CHOICE_CANDIDATES
+    day = shop.config.days[-1].toordinal()
+    user = np.array([3])
+    exact = shop.config.popularity_weight * np.log(shop._effective_popularity(day)[candidates])
+    exact = exact + shop.config.taste_weight * shop._within_matrix(user, candidates)[0]
+    p = np.exp(exact - exact.max())
+    p /= p.sum()
+    draws = shop._choose(np.repeat(user, 40_000), candidates, day, np.random.default_rng(0))
+    # Ten bins holding a tenth of the probability each (items ordered by probability).
+    order = np.argsort(-p)
+    bin_of = np.empty(len(p), dtype=int)
+    bin_of[order] = np.minimum((np.cumsum(p[order]) * 10).astype(int), 9)
+    expected = np.bincount(bin_of, weights=p, minlength=10)
+    observed = np.bincount(bin_of[draws], minlength=10) / len(draws)
+    assert np.abs(observed - expected).max() < 0.03, (observed.round(3), expected.round(3))
