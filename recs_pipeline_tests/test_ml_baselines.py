@@ -100,6 +100,28 @@ def test_buy_again_popularity_exponent_favours_items_selling_now():
     assert boosted.score == pytest.approx([3.0, 2.0])
 
 
+@pytest.mark.parametrize("exponent", [0.0, 0.5])
+def test_sparse_buy_again_equals_scoring_every_item(exponent):
+    rng = np.random.default_rng(7)
+    n_users, n_items, n = 300, 120, 10
+    frequency = sp.random(n_users, n_items, density=0.04, random_state=7, format="csr") * 3
+    popularity = np.floor(rng.pareto(1.5, n_items) * 3)  # many ties, some zeros
+    item_mask = rng.random(n_items) > 0.1
+    users = rng.permutation(n_users)[:200]
+    ranked = buy_again(frequency, popularity, users, n, popularity_exponent=exponent, item_mask=item_mask)
+
+    # The reference: score the whole catalogue densely, ties to the lower item index.
+    boost = (1.0 + popularity) ** exponent
+    dense = frequency[users].multiply(boost).toarray() + 1e-6 * popularity / (popularity.max() + 1.0)
+    dense[:, ~item_mask] = -np.inf
+    expected = np.lexsort((np.broadcast_to(np.arange(n_items), dense.shape), -dense), axis=1)[:, :n]
+    got = pd.DataFrame({"user": ranked.user, "rank": ranked.rank, "item": ranked.item})
+    for row, user in enumerate(users):
+        mine = got[got["user"] == user].sort_values("rank")
+        assert list(mine["rank"]) == list(range(1, n + 1))
+        assert list(mine["item"]) == list(expected[row])
+
+
 def test_item_cosine_similarity_matches_hand_computation():
     # milk bought by ann and bob, bread by ann, jam by bob, tea by cat.
     interactions = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1]]))
@@ -107,6 +129,23 @@ def test_item_cosine_similarity_matches_hand_computation():
     expected = np.zeros((4, 4))
     expected[0, 1] = expected[1, 0] = expected[0, 2] = expected[2, 0] = 1 / math.sqrt(2)
     np.testing.assert_allclose(similarity, expected)
+
+
+# Dense co-occurrence (rows pre-filtered before sorting) and sparse.
+@pytest.mark.parametrize("n_items, density", [(25, 0.2), (400, 0.004)])
+def test_item_similarity_in_blocks_and_pruned_to_neighbours_matches_the_dense_product(n_items, density):
+    rng = np.random.default_rng(3)
+    interactions = sp.csr_matrix(rng.random((300, n_items)) < density, dtype=np.float64)
+    whole = item_cosine_similarity(interactions, block_items=1000).toarray()
+    np.testing.assert_allclose(item_cosine_similarity(interactions, block_items=4).toarray(), whole)
+    assert np.all(np.diag(whole) == 0) and whole.any()
+    pruned = item_cosine_similarity(interactions, neighbours=3, block_items=7).toarray()
+    for row, full_row in zip(pruned, whole):
+        kept = np.flatnonzero(row)
+        assert len(kept) == min(3, np.count_nonzero(full_row))
+        np.testing.assert_allclose(row[kept], full_row[kept])
+        # nothing dropped is more similar than what was kept
+        assert full_row[np.setdiff1d(np.arange(n_items), kept)].max(initial=0) <= row[kept].min(initial=1) + 1e-12
 
 
 def test_item_based_recommends_co_bought_items_not_already_owned():

@@ -142,3 +142,22 @@ def test_prefiltered_top_n_rows_equals_a_full_sort_on_wide_rows(n):
     finite = np.isfinite(expected_values)
     np.testing.assert_array_equal(items[finite], expected[finite])
     assert not finite[0].any() and finite[1].sum() == min(n, 3)
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_top_n_sparse_equals_sorting_every_stored_entry(n):
+    from recs_pipeline.ml.scoring import top_n_sparse
+
+    rng = np.random.default_rng(n)
+    # Wide rows (pre-filtered), narrow rows and empty rows; rounded values make ties.
+    dense = np.where(rng.random((40, 500)) < rng.random((40, 1)), np.round(rng.random((40, 500)), 2) + 0.01, 0.0)
+    dense[5] = 0.0
+    matrix = sp.csr_matrix(dense)
+    users = np.arange(100, 140)
+    ranked = top_n_sparse(matrix, users, n)
+    for row in range(40):
+        stored = np.flatnonzero(dense[row])
+        expected = stored[np.lexsort((stored, -dense[row, stored]))][:n]
+        mine = ranked.rank[ranked.user == users[row]]
+        assert list(mine) == list(range(1, len(expected) + 1))
+        assert list(ranked.item[ranked.user == users[row]]) == list(expected)

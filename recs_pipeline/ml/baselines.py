@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recs_pipeline.ml.scoring import DEFAULT_BATCH_SIZE, Ranked, rank_score_batches
+from recs_pipeline.ml.scoring import DEFAULT_BATCH_SIZE, Ranked, rank_score_batches, top_n_sparse
 
 # Popularity only breaks ties between equal buy-again frequencies: scaled into
 # [0, _TIE_BREAK) it can never outweigh a real difference in frequency.
@@ -78,6 +78,14 @@ def most_popular(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Ranked:
     """The ``n`` most popular items for each user, minus the user's excluded items."""
+    users = np.asarray(users)
+    if exclude is None:  # one list for everyone: rank once
+        first = rank_score_batches(_broadcast_batches(popularity.astype(np.float64), users[:1], 1), n, None, item_mask)
+        size = len(first.item)
+        return Ranked(
+            np.repeat(users, size), np.tile(first.rank, len(users)), np.tile(first.item, len(users)),
+            np.tile(first.score, len(users)),
+        )
     return rank_score_batches(
         _broadcast_batches(popularity.astype(np.float64), np.asarray(users), batch_size), n, exclude, item_mask
     )
@@ -108,7 +116,6 @@ def buy_again(
     n: int,
     popularity_exponent: float = 0.0,
     item_mask: np.ndarray | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Ranked:
     """The user's own most frequent/recent purchases, then popular items to fill ``n``.
 
@@ -117,36 +124,77 @@ def buy_again(
     0 it also favours the user's items that sell well right now (seasonal or
     discontinued items fade). Popular fill-ups score 0, so callers can tell a
     real repeat candidate from a filler.
+
+    Sparse: the candidates of a user are their own purchases and the shop's 2n most
+    popular items (the fill-ups can only come from those), so the cost does not grow
+    with the catalogue. The same lists as scoring every item, as long as an own
+    purchase outscores the tie-break (any purchase younger than about five years).
     """
     users = np.asarray(users)
+    n_items = frequency.shape[1]
+    allowed = np.ones(n_items, dtype=bool) if item_mask is None else np.asarray(item_mask, dtype=bool)
     boost = np.power(1.0 + popularity, popularity_exponent)
-    tie_break = _TIE_BREAK * popularity / (popularity.max() + 1.0)
+    tie_break = _TIE_BREAK * popularity / (popularity.max() + 1.0) if len(popularity) else popularity
+    by_popularity = np.lexsort((np.arange(n_items), -tie_break))
+    fillers = by_popularity[allowed[by_popularity]][: 2 * n]
 
-    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for start in range(0, len(users), batch_size):
-            batch = users[start : start + batch_size]
-            yield batch, frequency[batch].multiply(boost).toarray() + tie_break
-
-    ranked = rank_score_batches(batches(), n, item_mask=item_mask)
+    own = frequency[users].tocoo()
+    rows = np.concatenate([own.row, np.repeat(np.arange(len(users)), len(fillers))])
+    cols = np.concatenate([own.col, np.tile(fillers, len(users))])
+    values = np.concatenate([own.data * boost[own.col], np.zeros(len(users) * len(fillers))])
+    # An own purchase that is also a filler counts once, as the purchase (listed first).
+    _, first = np.unique(rows.astype(np.int64) * n_items + cols, return_index=True)
+    first = first[allowed[cols[first]]]
+    candidates = sp.csr_matrix(
+        (values[first] + tie_break[cols[first]], (rows[first], cols[first])), shape=(len(users), n_items)
+    )
+    ranked = top_n_sparse(candidates, users, n)
     own_score = np.asarray(frequency[ranked.user, ranked.item]).ravel() * boost[ranked.item]
     return ranked._replace(score=own_score)
 
 
-def item_cosine_similarity(interactions: sp.spmatrix) -> sp.csr_matrix:
+_BLOCK_ENTRIES = 1 << 25  # rows x items of one block of the similarity product (bounds its memory)
+
+
+def item_cosine_similarity(
+    interactions: sp.spmatrix, neighbours: int | None = None, block_items: int | None = None
+) -> sp.csr_matrix:
     """Item-item cosine similarity over users (items x items, zero diagonal).
 
     Binary co-occurrence: two items are similar when the same users interact
     with both, normalised so that popular items are not similar to everything.
+    With ``neighbours``, each item keeps only its that many most similar items
+    (item-kNN, ties to the lower item index): the full product of a 50k-item
+    catalogue has hundreds of millions of entries. Computed in blocks of
+    ``block_items`` rows (default: at most 32M potential entries per block), so memory
+    is bounded by the block, not the catalogue.
     """
     binary = sp.csr_matrix(interactions, dtype=np.float64)
     binary.data[:] = 1.0
     norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    normalised = binary @ sp.diags(scale)
-    similarity = (normalised.T @ normalised).tocsr()
-    similarity.setdiag(0.0)
-    similarity.eliminate_zeros()
-    return similarity
+    normalised = (binary @ sp.diags(scale)).tocsr()
+    by_item = normalised.T.tocsr()  # items x users
+    n_items = normalised.shape[1]
+    block_items = block_items or max(1, min(4096, _BLOCK_ENTRIES // max(n_items, 1)))
+    blocks = []
+    for start in range(0, n_items, block_items):
+        block = (by_item[start : start + block_items] @ normalised).tocsr()
+        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+        block.data[block.indices == rows + start] = 0.0  # an item is not its own neighbour
+        block.eliminate_zeros()
+        if neighbours is not None:
+            block = _keep_row_top(block, neighbours)
+        blocks.append(block)
+    if not blocks:
+        return sp.csr_matrix((n_items, n_items))
+    return sp.vstack(blocks, format="csr")
+
+
+def _keep_row_top(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """The ``k`` largest entries of each row (ties to the lower column)."""
+    best = top_n_sparse(matrix, np.arange(matrix.shape[0]), k)
+    return sp.csr_matrix((best.score, (best.user, best.item)), shape=matrix.shape)
 
 
 def item_based(

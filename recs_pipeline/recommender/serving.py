@@ -30,6 +30,7 @@ from recs_pipeline.recommender.evaluation import purchased_matrix
 
 SIMILARITY_REASON_THRESHOLD = 0.5
 HISTORY_ITEMS_FOR_REASONS = 20
+REASON_CHUNK_ROWS = 65_536
 OUTPUT_COLUMNS = ["user_id", "rank", "item_id", "score", "strategy", "reason"]
 
 
@@ -64,22 +65,25 @@ def _history_similarity_reasons(
     maps = data.mappings
     weights = data.weights.tocsr()
     users = maps.user_codes(recs["user_id"].unique())
-    # The user's strongest history items, as a dense (users x H) index matrix (-1 = none).
+    # The user's strongest history items, as a (users x H) index matrix (-1 = none).
     sub = weights[users]
+    sub.data[sub.data <= 0] = 0.0
+    sub.eliminate_zeros()
     h = HISTORY_ITEMS_FOR_REASONS
     history = np.full((len(users), h), -1, dtype=np.int64)
-    dense_rows = sub.toarray() if sub.shape[1] * len(users) <= 50_000_000 else None
-    if dense_rows is not None:
-        top = np.argsort(-dense_rows, axis=1)[:, :h]
-        valid = np.take_along_axis(dense_rows, top, axis=1) > 0
-        history[:, : top.shape[1]] = np.where(valid, top, -1)
+    strongest = scoring.top_n_sparse(sub, np.arange(len(users)), h)
+    history[strongest.user, strongest.rank - 1] = strongest.item
     norms = np.linalg.norm(item_embeddings, axis=1, keepdims=True)
-    unit = item_embeddings / np.where(norms > 0, norms, 1.0)
+    unit = (item_embeddings / np.where(norms > 0, norms, 1.0)).astype(np.float32)
     row_of_user = pd.Series(np.arange(len(users)), index=maps.user_ids[users])
     rec_rows = row_of_user.reindex(recs["user_id"]).to_numpy()
     rec_items = maps.item_codes(recs["item_id"])
     hist = history[rec_rows]  # (n_recs, H)
-    sims = np.einsum("rd,rhd->rh", unit[rec_items], unit[np.maximum(hist, 0)])
+    # In chunks: the (recs x H x dimensions) gather is ~8 GB for 200k users at once.
+    sims = np.empty(hist.shape, dtype=np.float32)
+    for start in range(0, len(hist), REASON_CHUNK_ROWS):
+        part = slice(start, start + REASON_CHUNK_ROWS)
+        sims[part] = np.einsum("rd,rhd->rh", unit[rec_items[part]], unit[np.maximum(hist[part], 0)])
     sims[hist < 0] = -np.inf
     sims[hist == rec_items[:, None]] = -np.inf  # never "similar to itself"
     best = sims.argmax(axis=1)
