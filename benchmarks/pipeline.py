@@ -229,6 +229,18 @@ def measure_run(data_dir: Path, day: date | None, raw_lines: int) -> RunMeasurem
     return RunMeasurement(run["seconds"], peak, stages, run["seconds"] - step_seconds)
 
 
+def evaluation_figures(data_dir: Path) -> dict[str, float]:
+    """The hold-out precision@10 of every strategy (and the model's AUC) the run wrote to
+    ml.evaluation: what the speed-ups cost in quality, if anything."""
+    import duckdb
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT strategy, metric, value FROM ml.evaluation WHERE metric IN ('precision@10', 'auc') ORDER BY ALL"
+        ).fetchall()
+    return {f"{strategy}/{metric}": value for strategy, metric, value in rows}
+
+
 def duckdb_csv_rate(events_dir: Path) -> dict:
     """Rows per second of a plain DuckDB read of every event file (all columns as text)."""
     import duckdb
@@ -370,9 +382,11 @@ def bench_scale(name: str, config: ShopConfig, quick: bool, use_cache: bool = Tr
 
     print(f"[{name}] full run", flush=True)
     full = measure_run(data_dir, None, lines)
+    full_quality = evaluation_figures(data_dir)
     print(f"[{name}] full run {full.seconds:.1f}s; one more day and the nightly run", flush=True)
     added = continue_landing_zone(landing, 1)
     nightly = measure_run(data_dir, added.days[0], added.n_events_written)
+    nightly_quality = evaluation_figures(data_dir)
     print(f"[{name}] nightly run {nightly.seconds:.1f}s; scoring comparisons", flush=True)
     comparison = scoring_vs_predict(data_dir, 100 if quick else 300)
     gemm = gemm_seconds(comparison["model_users"], comparison["items"], comparison["components"])
@@ -385,6 +399,7 @@ def bench_scale(name: str, config: ShopConfig, quick: bool, use_cache: bool = Tr
         "full": full.__dict__,
         "nightly": {**nightly.__dict__, "event_lines": added.n_events_written, "day": added.days[0].isoformat()},
         "nightly_share": nightly.seconds / full.seconds,
+        "quality": {"full": full_quality, "nightly": nightly_quality},
         "scoring_vs_predict": comparison,
         "gemm_scoring_size_seconds": gemm,
     }
@@ -444,6 +459,13 @@ def reference_lines(name: str, result: dict) -> list[str]:
         f"- {name}: top-10 for {comp['users']} users: `top_n` {comp['top_n_seconds'] * 1000:.0f} ms vs "
         f"`predict` per user {comp['predict_seconds'] * 1000:.0f} ms — {comp['speedup']:.1f}x faster, "
         f"{comp['identical_share']:.0%} of the lists identical",
+    ] + [
+        f"- {name}: hold-out precision@10 after the {run} run: "
+        + ", ".join(
+            f"{key.split('/')[0]} {value:.4f}" for key, value in sorted(figures.items()) if key.endswith("precision@10")
+        )
+        + (f"; model AUC {figures['lightfm/auc']:.3f}" if "lightfm/auc" in figures else "")
+        for run, figures in result.get("quality", {}).items()
     ]
 
 

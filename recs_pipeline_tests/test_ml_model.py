@@ -162,3 +162,35 @@ def test_prune_keeps_the_newest_and_the_protected_versions(tmp_path, data):
     deleted = prune_models(tmp_path, keep=2, protect={"v1"})
     assert sorted(deleted) == ["v2", "v3"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v1", "v4", "v5"]
+
+
+def test_warm_start_on_recent_pairs_trains_only_those_and_a_replayed_share(data):
+    from recs_pipeline.ml.model import WarmStartBase, fit_model, recent_and_replayed, recent_mask
+
+    coo = data.interactions.tocoo()
+    pairs = pd.DataFrame(
+        {"user_id": data.mappings.user_ids[coo.row[:20]], "item_id": data.mappings.item_ids[coo.col[:20]]}
+    )
+    pairs = pd.concat([pairs, pd.DataFrame({"user_id": ["nobody"], "item_id": ["i1"]})])  # unknown: ignored
+    recent = recent_mask(data.interactions, data.mappings, pairs)
+    assert recent.sum() == 20 and recent[:20].all()
+
+    chosen = recent_and_replayed(recent, 1.0, seed=3)
+    assert chosen[recent].all() and 5 < (chosen & ~recent).sum() < 40  # about as many replayed as recent
+    np.testing.assert_array_equal(chosen, recent_and_replayed(recent, 1.0, seed=3))
+    assert recent_and_replayed(recent, 0.0, seed=3).sum() == 20
+    assert recent_and_replayed(recent, 1e9, seed=3).all()
+
+    base_model = _fit(data)
+    base = WarmStartBase(base_model, data.mappings, "v1", 0, 2, "2026-10-01")
+    warm, record = fit_model(
+        data.interactions, PARAMS, data.mappings, data.user_features, data.item_features, data.weights, base,
+        recent=recent, replay=0.0,
+    )
+    assert (record["recent_pairs"], record["replayed_pairs"]) == (20, 0)
+    # Users without a recent interaction were not trained: their own rows did not move.
+    trained_users = set(coo.row[:20])
+    untouched = [u for u in range(data.mappings.n_users) if u not in trained_users]
+    assert untouched
+    np.testing.assert_array_equal(warm.user_embeddings[untouched], base_model.user_embeddings[untouched])
+    assert not np.array_equal(warm.user_embeddings[sorted(trained_users)], base_model.user_embeddings[sorted(trained_users)])

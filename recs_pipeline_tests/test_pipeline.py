@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import re
 import hashlib
+import re
 
 import dagster as dg
 import duckdb
@@ -267,9 +267,15 @@ def test_feedback_loop_reconciles(built, tmp_path):
     first = {
         event.asset_key.to_user_string(): event.materialization.metadata["training"].value
         for event in built[1].get_asset_materialization_events()
-        if event.asset_key.to_user_string() == "ml/model"
+        if event.asset_key.to_user_string() in ("ml/model", "ml/evaluation")
     }
-    assert first["ml/model"].startswith("from scratch")
+    # The first run trains the hold-out model from scratch and the serving model continues it.
+    assert first["ml/evaluation"].startswith("from scratch")
+    # ...on what the hold-out model has not seen (the hold-out days) and as many replayed.
+    assert re.fullmatch(
+        r"warm start of \w+ \(5 epochs on [\d,]+ new and [\d,]+ replayed interactions; 1 in a row .*\)",
+        first["ml/model"],
+    ), first["ml/model"]
 
 
 def test_cli_reads_the_published_snapshot(built, monkeypatch, capsys):

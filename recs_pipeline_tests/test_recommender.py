@@ -144,3 +144,17 @@ def test_model_auc_is_high_for_the_taste_groups_and_half_for_noise(shop):
     rng = np.random.default_rng(1)
     noise = pd.DataFrame({"user_id": np.repeat(users, 5), "item_id": [f"I{j}" for j in rng.integers(0, 30, 180)]})
     assert 0.3 < model_auc(model, data, noise, nothing_excluded) < 0.7
+
+
+def test_evaluation_sample_is_fixed_by_id_and_bounded():
+    from recs_pipeline.recommender.evaluation import sample_users
+
+    users = np.array([f"u_{i:05d}" for i in range(5000)], dtype=object)
+    sample = sample_users(users, 1000)
+    assert len(sample) == 1000 and len(set(sample)) == 1000 and set(sample) <= set(users)
+    # The same users whatever the order; a bigger population keeps the ones it shares.
+    assert set(sample_users(users[::-1], 1000)) == set(sample)
+    grown = sample_users(np.concatenate([users, [f"v_{i}" for i in range(50)]]), 1000)
+    assert len(set(grown) & set(sample)) > 950
+    assert list(sample_users(users[:10], 1000)) == list(users[:10])  # fewer than the cap: all
+    assert len(sample_users(users, 0)) == 5000

@@ -20,7 +20,9 @@ from recs_pipeline.ml.model import (
     find_warm_start_base,
     fit_model,
     load_model,
+    newest_base,
     prune_models,
+    recent_mask,
     save_model,
 )
 from recs_pipeline.recommender.evaluation import HoldoutData, evaluate_holdout, promotion_decision
@@ -43,8 +45,13 @@ def data_version(frames: tuple[pd.DataFrame, ...], *extra) -> str:
 
 def training_description(training: dict) -> str:
     if training.get("warm_start_of"):
+        on = (
+            f" on {training['recent_pairs']:,} new and {training['replayed_pairs']:,} replayed interactions"
+            if "recent_pairs" in training
+            else ""
+        )
         return (
-            f"warm start of {training['warm_start_of']} ({training['epochs']} epochs; "
+            f"warm start of {training['warm_start_of']} ({training['epochs']} epochs{on}; "
             f"{training['chain']} in a row since a training from scratch)"
         )
     return f"from scratch ({training['epochs']} epochs)"
@@ -113,6 +120,26 @@ def curves_chart(curves: dict[str, dict[int, tuple[float, float]]]) -> str:
     md = png_markdown(fig)
     plt.close(fig)
     return md
+
+
+def pairs_since(con, base, before: pd.Timestamp | None = None) -> pd.DataFrame | None:
+    """(user_id, item_id) with events after the last day of ``base``'s data (and before
+    ``before``): what a warm start from ``base`` has not seen yet."""
+    if base is None:
+        return None
+    since = pd.Timestamp(base.horizon) + pd.Timedelta(days=1)
+    bounds = [since.to_pydatetime()] + ([] if before is None else [pd.Timestamp(before).to_pydatetime()])
+    return con.execute(
+        "SELECT DISTINCT user_id, item_id FROM staging.stg_events WHERE NOT is_anonymous AND item_id IS NOT NULL "
+        "AND event_ts >= ?" + (" AND event_ts < ?" if before is not None else "") + " ORDER BY ALL",
+        bounds,
+    ).df()
+
+
+def evaluation_context(cfg: ModelSettings) -> dict:
+    """What a hold-out model's warm-start base must share with it (stored with the model)."""
+    return {"role": "evaluation", "identity_weights": [cfg.user_identity_weight, cfg.item_identity_weight],
+            "negative_weight": cfg.negative_weight}
 
 
 def build_ml_assets(settings: Settings) -> list:
@@ -213,9 +240,10 @@ def build_ml_assets(settings: Settings) -> list:
         params = model_params(cfg)
         store = model_store.root / EVALUATION_MODELS
         horizon = str((first_holdout - pd.Timedelta(days=1)).date())  # the last training day
-        context = {"role": "evaluation", "identity_weights": [cfg.user_identity_weight, cfg.item_identity_weight],
-                   "negative_weight": cfg.negative_weight}
+        context = evaluation_context(cfg)
         base = find_warm_start_base(store, params, horizon, context, cfg.full_retrain_every, cfg.warm_start_epochs)
+        with warehouse.connect(read_only=True) as con:
+            recent_pairs = pairs_since(con, base, first_holdout)
         report, data, fitted = evaluate_holdout(
             holdout,
             params,
@@ -223,10 +251,15 @@ def build_ml_assets(settings: Settings) -> list:
             identity_weights=(cfg.user_identity_weight, cfg.item_identity_weight),
             negative_weight=cfg.negative_weight,
             base=base,
+            max_users=cfg.evaluation_users,
+            item_neighbours=cfg.item_neighbours,
+            recent_pairs=recent_pairs,
+            replay=cfg.warm_start_replay,
         )
         # Kept so that tomorrow's evaluation can continue from it.
         version = data_version(
-            (train_interactions, user_tokens, item_tokens), asdict(params), context, base and base.version
+            (train_interactions, user_tokens, item_tokens), asdict(params), context, base and base.version,
+            base and cfg.warm_start_replay,
         )
         save_model(store / version, fitted, data.mappings, params, {"training": {**report.training, "horizon": horizon,
                                                                                  "context": context}})
@@ -247,6 +280,7 @@ def build_ml_assets(settings: Settings) -> list:
                    if m != "n_users"},
                 "repeat_share": dg.MetadataValue.float(report.repeat_share),
                 "eval_users": report.n_eval_users,
+                "holdout_users": report.n_holdout_users,
                 "best_baseline": f"{baseline_name} ({key} {baseline:.4f})",
                 "training": training_description(report.training),
                 "metrics": dg.MetadataValue.md(
@@ -292,16 +326,32 @@ def build_ml_assets(settings: Settings) -> list:
             "item_identity_weight": cfg.item_identity_weight,
         }
         context = {"role": "serving", **metrics["feature_config"], "negative_weight": cfg.negative_weight}
-        base = find_warm_start_base(
-            model_store.root, params, horizon, context, cfg.full_retrain_every, cfg.warm_start_epochs
+        # Continue yesterday's serving model, or, when there is none (a first or a full
+        # retraining run), today's hold-out model: it was just trained from the same
+        # settings on all but the last days, so a few epochs over all days finish it.
+        base = newest_base(
+            find_warm_start_base(
+                model_store.root, params, horizon, context, cfg.full_retrain_every, cfg.warm_start_epochs
+            ),
+            find_warm_start_base(
+                model_store.root / EVALUATION_MODELS, params, horizon, evaluation_context(cfg),
+                cfg.full_retrain_every, cfg.warm_start_epochs,
+            ),
         )
+        recent = None
+        if base is not None:
+            with warehouse.connect(read_only=True) as con:
+                recent = recent_mask(fit_data.interactions, data.mappings, pairs_since(con, base))
         fitted, training = fit_model(
-            fit_data.interactions, params, data.mappings, data.user_features, data.item_features, fit_data.weights, base
+            fit_data.interactions, params, data.mappings, data.user_features, data.item_features, fit_data.weights,
+            base, recent, cfg.warm_start_replay,
         )
         metrics["training"] = {**training, "horizon": horizon, "context": context}
         # Same data, settings and base -> same version: re-running does not pile up copies.
         frames = (interactions, user_tokens, item_tokens) + ((negatives,) if fit_data is not data else ())
-        version = data_version(frames, asdict(params), metrics["feature_config"], base and base.version)
+        version = data_version(
+            frames, asdict(params), metrics["feature_config"], base and base.version, base and cfg.warm_start_replay
+        )
         directory = save_model(model_store.root / version, fitted, data.mappings, params, metrics)
 
         # The promotion gate.

@@ -161,6 +161,7 @@ class WarmStartBase:
     version: str
     chain: int  # warm starts since the last training from scratch (0 = trained from scratch)
     epochs: int  # epochs to continue for
+    horizon: str = ""  # the last day of the data it was trained on
 
 
 def fit_model(
@@ -171,24 +172,64 @@ def fit_model(
     item_features: sp.csr_matrix | None = None,
     sample_weight: sp.coo_matrix | None = None,
     base: WarmStartBase | None = None,
+    recent: np.ndarray | None = None,
+    replay: float = 1.0,
 ) -> tuple[LightFM, dict]:
     """Train from scratch, or continue from ``base`` for ``base.epochs`` epochs.
 
+    A warm start given ``recent`` (a boolean per stored interaction: touched by events
+    newer than the base's data) trains on those and on a fixed random ``replay`` share
+    of them drawn from the others (what the base already learned, replayed so that it
+    is not forgotten) instead of every interaction: one new day of sixty then costs a
+    few percent of an epoch.
+
     Returns the model and its training record (stored with the model):
-    ``warm_start_of`` (base version or None), ``chain`` and ``epochs``.
+    ``warm_start_of`` (base version or None), ``chain``, ``epochs`` and, for a warm
+    start on recent interactions, ``recent_pairs`` and ``replayed_pairs``.
     """
     if base is None:
         model = train(interactions, params, user_features, item_features, sample_weight)
         return model, {"warm_start_of": None, "chain": 0, "epochs": params.epochs}
     model, carried = warm_start(base.model, base.mappings, mappings, params)
-    fit_more(model, interactions, params, base.epochs, user_features, item_features, sample_weight)
-    return model, {
+    record = {
         "warm_start_of": base.version,
         "chain": base.chain + 1,
         "epochs": base.epochs,
         "carried_user_rows": carried["user"],
         "carried_item_rows": carried["item"],
     }
+    if recent is not None:
+        chosen = recent_and_replayed(recent, replay, params.random_state + base.chain)
+        interactions, sample_weight = _subset(interactions, chosen), _subset(sample_weight, chosen)
+        record |= {"recent_pairs": int(recent.sum()), "replayed_pairs": int((chosen & ~recent).sum())}
+    fit_more(model, interactions, params, base.epochs, user_features, item_features, sample_weight)
+    return model, record
+
+
+def recent_and_replayed(recent: np.ndarray, replay: float, seed: int) -> np.ndarray:
+    """Every recent entry and about ``replay`` times as many of the others, at random."""
+    recent = np.asarray(recent, dtype=bool)
+    older = int((~recent).sum())
+    share = min(1.0, replay * int(recent.sum()) / older) if older else 0.0
+    return recent | (np.random.default_rng(seed).random(len(recent)) < share)
+
+
+def _subset(matrix: sp.coo_matrix | None, keep: np.ndarray) -> sp.coo_matrix | None:
+    if matrix is None:
+        return None
+    matrix = matrix.tocoo()
+    return sp.coo_matrix((matrix.data[keep], (matrix.row[keep], matrix.col[keep])), shape=matrix.shape)
+
+
+def recent_mask(interactions: sp.coo_matrix, mappings: Mappings, pairs: pd.DataFrame) -> np.ndarray:
+    """Per stored interaction: is its (user_id, item_id) among ``pairs``?"""
+    interactions = interactions.tocoo()
+    rows = mappings.user_codes(pairs["user_id"])
+    cols = mappings.item_codes(pairs["item_id"])
+    known = (rows >= 0) & (cols >= 0)
+    n_items = interactions.shape[1]
+    wanted = rows[known].astype(np.int64) * n_items + cols[known]
+    return np.isin(interactions.row.astype(np.int64) * n_items + interactions.col, wanted)
 
 
 def _comparable(params: ModelParams) -> dict:
@@ -235,7 +276,13 @@ def find_warm_start_base(
     if best is None:
         return None
     model, mappings, _, _ = load_model(root / best[1])
-    return WarmStartBase(model, mappings, best[1], int(best[2]["chain"]), epochs)
+    return WarmStartBase(model, mappings, best[1], int(best[2]["chain"]), epochs, best[0])
+
+
+def newest_base(*bases: WarmStartBase | None) -> WarmStartBase | None:
+    """The base trained on the most recent data (the first one given on a tie)."""
+    found = [b for b in bases if b is not None]
+    return max(found, key=lambda b: b.horizon) if found else None
 
 
 def prune_models(root: str | Path, keep: int, protect: set[str] = frozenset()) -> list[str]:

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recs_pipeline.ml import baselines, blend, metrics, scoring
 from recs_pipeline.ml.matrices import TrainingData, build_training_data, with_weak_negatives
-from recs_pipeline.ml.model import ModelParams, WarmStartBase, fit_model
+from recs_pipeline.ml.model import ModelParams, WarmStartBase, fit_model, recent_mask
 
 CURVE_KS = (1, 3, 5, 10, 20)
 
@@ -51,6 +51,7 @@ class EvaluationReport:
     n_eval_users: int
     notes: list[str] = field(default_factory=list)
     training: dict = field(default_factory=dict)  # how the evaluated model was trained (fit_model's record)
+    n_holdout_users: int = 0  # known users with hold-out purchases, before sampling
 
     def best_baseline(self) -> tuple[str, float]:
         key = f"precision@{self.k}"
@@ -64,6 +65,16 @@ def split_users(users: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     rng = np.random.default_rng(seed)
     mask = rng.random(len(users)) < 0.5
     return users[mask], users[~mask]
+
+
+def sample_users(users: np.ndarray, max_users: int) -> np.ndarray:
+    """At most ``max_users`` of ``users``: those with the smallest hash of their id, so
+    the same users are chosen whatever the order and every night (0 = all)."""
+    users = np.asarray(users, dtype=object)
+    if max_users <= 0 or len(users) <= max_users:
+        return users
+    hashes = pd.util.hash_array(users, hash_key="recs-evaluation.")
+    return users[np.sort(np.argsort(hashes, kind="stable")[:max_users])]
 
 
 def _frame(ranked: scoring.Ranked, data: TrainingData) -> pd.DataFrame:
@@ -88,6 +99,7 @@ def candidate_lists(
     depth: int,
     item_mask: np.ndarray | None,
     popularity_window_days: int = 14,
+    item_neighbours: int | None = 100,
 ) -> dict[str, pd.DataFrame]:
     """Top-``depth`` lists of every strategy for the user rows ``users``."""
     maps = data.mappings
@@ -107,7 +119,9 @@ def candidate_lists(
         "popularity": _frame(baselines.most_popular(popularity, users, depth, item_mask=item_mask), data),
         "buy_again": _frame(baselines.buy_again(frequency, popularity, users, depth, item_mask=item_mask), data),
         "item_based": _frame(
-            baselines.item_based(history, baselines.item_cosine_similarity(history), users, depth, item_mask=item_mask),
+            baselines.item_based(
+                history, baselines.item_cosine_similarity(history, item_neighbours), users, depth, item_mask=item_mask
+            ),
             data,
         ),
         "lightfm": _frame(
@@ -128,9 +142,16 @@ def evaluate_holdout(
     seed: int = 0,
     negative_weight: float = 0.2,
     base: WarmStartBase | None = None,
+    max_users: int = 0,
+    item_neighbours: int | None = 100,
+    recent_pairs: pd.DataFrame | None = None,
+    replay: float = 1.0,
 ) -> tuple[EvaluationReport, TrainingData, object]:
     """Train on the days before the cut-off (from scratch, or continuing ``base``) and
-    score every strategy on the days after."""
+    score every strategy on the days after, for at most ``max_users`` hold-out users
+    (a fixed sample, see :func:`sample_users`; 0 = all). A warm start trains on the
+    ``recent_pairs`` (user_id, item_id with events after the base's data) and replayed
+    older ones when given (see :func:`~recs_pipeline.ml.model.fit_model`)."""
     data = build_training_data(
         holdout.train_interactions,
         holdout.user_tokens,
@@ -142,18 +163,26 @@ def evaluate_holdout(
     fit_data = data
     if params.loss == "logistic" and holdout.negatives is not None:
         fit_data = with_weak_negatives(data, holdout.negatives, negative_weight)
+    recent = None
+    if base is not None and recent_pairs is not None:
+        recent = recent_mask(fit_data.interactions, data.mappings, recent_pairs)
     model, training = fit_model(
-        fit_data.interactions, params, data.mappings, data.user_features, data.item_features, fit_data.weights, base
+        fit_data.interactions, params, data.mappings, data.user_features, data.item_features, fit_data.weights, base,
+        recent, replay,
     )
     relevant = holdout.relevant[holdout.relevant["user_id"].isin(data.mappings.user_ids)]
-    eval_users = relevant["user_id"].unique()
+    n_holdout_users = relevant["user_id"].nunique()
+    eval_users = sample_users(relevant["user_id"].unique(), max_users)
+    relevant = relevant[relevant["user_id"].isin(eval_users)]
     tune_users, report_users = split_users(eval_users, seed)
     rows = data.mappings.user_codes(eval_users)
     item_mask = None
     if holdout.in_stock is not None:
         item_mask = holdout.in_stock.reindex(data.mappings.item_ids).fillna(True).to_numpy(dtype=bool)
     depth = max(max(CURVE_KS), k)
-    lists = candidate_lists(data, model, holdout.train_purchases, rows, holdout.cutoff, depth, item_mask)
+    lists = candidate_lists(
+        data, model, holdout.train_purchases, rows, holdout.cutoff, depth, item_mask, item_neighbours=item_neighbours
+    )
 
     tune_rel = relevant[relevant["user_id"].isin(tune_users)]
     share, share_table = blend.tune_repeat_share(
@@ -192,6 +221,7 @@ def evaluate_holdout(
         n_train_interactions=int(data.interactions.nnz),
         n_eval_users=len(report_users),
         training=training,
+        n_holdout_users=n_holdout_users,
     )
     return report, data, model
 
