@@ -194,3 +194,16 @@ def test_warm_start_on_recent_pairs_trains_only_those_and_a_replayed_share(data)
     assert untouched
     np.testing.assert_array_equal(warm.user_embeddings[untouched], base_model.user_embeddings[untouched])
     assert not np.array_equal(warm.user_embeddings[sorted(trained_users)], base_model.user_embeddings[sorted(trained_users)])
+
+
+def test_epochs_are_cut_to_the_update_budget_for_big_training_sets(data):
+    from recs_pipeline.ml.model import fit_model
+
+    params = ModelParams(**{**PARAMS.__dict__, "epochs": 20, "max_updates": 30_000_000})
+    assert params.epochs_for(600_000) == 20  # the make-run shop keeps its epochs
+    assert params.epochs_for(5_900_000) == 5  # the 10M-event shop
+    assert params.epochs_for(100_000_000) == 1
+    assert ModelParams(**{**PARAMS.__dict__, "epochs": 20}).epochs_for(10**9) == 20  # no budget
+    small = ModelParams(**{**PARAMS.__dict__, "max_updates": data.interactions.nnz * 2})
+    _, record = fit_model(data.interactions, small, data.mappings, data.user_features, data.item_features)
+    assert record["epochs"] == 2

@@ -53,6 +53,15 @@ class ModelParams:
     num_threads: int = 1
     random_state: int = 42
     learning_schedule: str = "adagrad"
+    # At most this many interaction updates (interactions x epochs) per training from
+    # scratch: big shops get fewer epochs (0 = always ``epochs``). See epochs_for.
+    max_updates: int = 0
+
+    def epochs_for(self, n_interactions: int) -> int:
+        """``epochs``, cut so that ``n_interactions x epochs`` stays within ``max_updates``."""
+        if self.max_updates <= 0 or n_interactions <= 0:
+            return self.epochs
+        return max(1, min(self.epochs, round(self.max_updates / n_interactions)))
 
     def new_model(self) -> LightFM:
         """An untrained LightFM configured with these parameters."""
@@ -82,7 +91,7 @@ def train(
         user_features=user_features,
         item_features=item_features,
         sample_weight=sample_weight,
-        epochs=params.epochs,
+        epochs=params.epochs_for(interactions.nnz),
         num_threads=params.num_threads,
     )
     return model
@@ -189,7 +198,7 @@ def fit_model(
     """
     if base is None:
         model = train(interactions, params, user_features, item_features, sample_weight)
-        return model, {"warm_start_of": None, "chain": 0, "epochs": params.epochs}
+        return model, {"warm_start_of": None, "chain": 0, "epochs": params.epochs_for(interactions.nnz)}
     model, carried = warm_start(base.model, base.mappings, mappings, params)
     record = {
         "warm_start_of": base.version,
@@ -234,7 +243,7 @@ def recent_mask(interactions: sp.coo_matrix, mappings: Mappings, pairs: pd.DataF
 
 def _comparable(params: ModelParams) -> dict:
     """The parameters two models must share for one to continue the other."""
-    return {k: v for k, v in asdict(params).items() if k not in ("epochs", "num_threads")}
+    return {k: v for k, v in asdict(params).items() if k not in ("epochs", "num_threads", "max_updates")}
 
 
 def find_warm_start_base(
