@@ -47,8 +47,9 @@ test-ui: install ## the Dagster UI driven in headless Chromium: every asset grou
 test-reliability: install ## slower suites: bad-input matrix, backfill twice, two runs at once (checksums of every table)
 	$(PY) -m pytest -q -m reliability
 
-bench: install ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes)
-	$(PY) -m benchmarks.pipeline
+SCALES ?= S,M
+bench: install ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes; SCALES=L for 10M events)
+	$(PY) -m benchmarks.pipeline --scales $(SCALES)
 
 bench-quality: install ## model quality on MovieLens 100K and Online Retail (about 1 minute)
 	$(PY) -m benchmarks.quality

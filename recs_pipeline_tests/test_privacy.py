@@ -7,6 +7,7 @@ import csv
 import hashlib
 import hmac
 import json
+import re
 import shutil
 from dataclasses import replace
 from datetime import date
@@ -305,7 +306,8 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
           f"{audit[5]} landing lines in {len(audit[4])} files, {len(audit[7])} models")
 
     # The shop lives on and the user comes back in its files: the next run keeps them out,
-    # and trains from scratch (the scrubbed models are never warm-started from).
+    # and trains from scratch (the scrubbed models are never warm-started from; the serving
+    # model may continue only the hold-out model trained from scratch in this same run).
     new = continue_landing_zone(settings.landing_dir, 1, published_lists(settings)).days
     back = files_mentioning(settings.landing_dir, [user])
     assert "users/users.csv" in back and set(back) <= {"users/users.csv", f"events/{new[0]}.csv"}
@@ -314,7 +316,15 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
     assert result.success
     events = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
     assert (events["raw/events"]["suppressed_rows"].value > 0) == (f"events/{new[0]}.csv" in back)
-    assert events["ml/model"]["training"].value.startswith("from scratch")
+    assert events["ml/evaluation"]["training"].value.startswith("from scratch")
+    serving_training = events["ml/model"]["training"].value
+    base = re.match(r"warm start of (\w+)", serving_training)
+    if base:
+        stored = json.loads((settings.model_dir / "evaluation" / base[1] / "metrics.json").read_text())["training"]
+        assert stored["chain"] == 0 and stored["warm_start_of"] is None
+        assert base[1] not in json.dumps(audit[7])
+    else:
+        assert serving_training.startswith("from scratch")
     assert tables_mentioning(settings.warehouse_path, both, skip_schemas=("privacy",)) == {}
     assert tables_mentioning(snapshot_path(settings.warehouse_path), both, skip_schemas=("privacy",)) == {}
     assert files_mentioning(settings.model_dir, both) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -140,3 +140,106 @@ def test_movielens_ratings_by_day():
     rows = con.execute("SELECT event_type, count(*), min(rating::INT), max(rating::INT) FROM raw.events GROUP BY 1").fetchall()
     assert rows[0][0] == "rating" and 1 <= rows[0][2] <= rows[0][3] <= 5
     assert load_items(con, source) == 1682
+
+
+# --- Loading a range of days at once ------------------------------------------------------
+
+
+def _range_shop(tmp_path: Path) -> tuple[CsvSource, list[date]]:
+    """Four generated days (with the generator's own dirt), one of them with injected bad
+    lines of every kind the fast reader must number around or hand to the line splitter."""
+    from recs_pipeline.synthetic.shop import ShopConfig, generate_landing_zone
+
+    landing = tmp_path / "landing"
+    generate_landing_zone(landing, ShopConfig(seed=3, n_days=4, n_users=60, n_items=40, events_per_day=120))
+    days = [date(2026, 9, 1) + timedelta(days=i) for i in range(4)]
+    bad = landing / "events" / f"{days[1]}.csv"
+    lines = bad.read_bytes().split(b"\n")
+    user = lines[5].split(b",")[0]
+    lines[3:3] = [
+        b"",  # blank line
+        user + b",I1\n"[:-1],  # too few fields, the user id must be redacted
+        b"x," + user + b",view,2026-09-02T10:00:00Z,1,1.0,S1,,extra",  # too many, id in another field
+        b"",
+    ]
+    lines[12:12] = [b"\xff\xfe,bad,encoding,,,,,", b'U1,I1,view,2026-09-02T10:00:00Z,1,1.0,S1,"a ""quote""",x']
+    bad.write_bytes(b"\n".join(lines))
+    # A quoted newline and an open quote (the file goes line by line), a CRLF file (read alone).
+    quoted = landing / "events" / f"{days[2]}.csv"
+    text = quoted.read_bytes().split(b"\n")
+    text[4:4] = [b'U2,I2,search,2026-09-03T10:00:00Z,1,,S2,"two', b'lines"', b'U1,I1,view,x,1,1.0,S1,"open']
+    quoted.write_bytes(b"\n".join(text))
+    crlf = landing / "events" / f"{days[3]}.csv"
+    crlf.write_bytes(b"\xef\xbb\xbf" + crlf.read_bytes().replace(b"\n", b"\r\n"))
+    return CsvSource(landing, SourceSettings()), days
+
+
+def _all_rows(con) -> list[tuple]:
+    return con.execute(
+        "SELECT * EXCLUDE (loaded_at) FROM raw.events ORDER BY partition_date, source_file, source_line"
+    ).fetchall()
+
+
+def test_a_range_loads_like_its_days_one_by_one(tmp_path):
+    from recs_pipeline.privacy.pseudonym import Pseudonymizer
+    from recs_pipeline.privacy.suppression import ensure_privacy_schema
+    from recs_pipeline.sources.loader import load_one_day
+
+    source, days = _range_shop(tmp_path)
+    pseudonymizer = Pseudonymizer("test-key")
+    # An erased user (not the one of the injected lines): their rows stay out of every load.
+    injected = (tmp_path / "landing" / "events" / f"{days[1]}.csv").read_bytes().split(b"\n")[4].split(b",")[0].decode()
+    first_day = (tmp_path / "landing" / "events" / f"{days[0]}.csv").read_text().splitlines()[1:]
+    erased = pseudonymizer.one(next(u for u in (line.split(",")[0] for line in first_day) if u and u != injected))
+
+    def warehouse():
+        con = duckdb.connect()
+        ensure_privacy_schema(con)
+        con.execute("INSERT INTO privacy.suppressed_users VALUES (?, 'r1', now()::TIMESTAMP)", [erased])
+        return con
+
+    at_once, day_by_day, legacy = warehouse(), warehouse(), warehouse()
+    loads = load_event_days(at_once, source, days, pseudonymizer)
+    load_event_days(at_once, source, days, pseudonymizer)  # re-loading replaces, never duplicates
+    singles = [load for day in days for load in load_event_days(day_by_day, source, [day], pseudonymizer)]
+    olds = [load_one_day(legacy, source, day, pseudonymizer) for day in days]
+
+    rows = _all_rows(at_once)
+    assert rows == _all_rows(day_by_day) == _all_rows(legacy)
+    assert [(l.rows, l.malformed_lines, l.source_file, l.distinct_users, l.suppressed_rows) for l in loads] == [
+        (l.rows, l.malformed_lines, l.source_file, l.distinct_users, l.suppressed_rows) for l in olds
+    ] == [(l.rows, l.malformed_lines, l.source_file, l.distinct_users, l.suppressed_rows) for l in singles]
+    assert loads[0].suppressed_rows > 0 and not any(r[1] == erased for r in rows)
+    errors = {r[-2] for r in rows if r[0] == days[1] and r[-2] and r[-2].startswith("malformed_line")}
+    assert {"malformed_line: MISSING COLUMNS", "malformed_line: TOO MANY COLUMNS",
+            "malformed_line: INVALID ENCODING"} <= errors  # fmt: skip
+    assert "malformed_line: UNQUOTED VALUE" in {r[-2] for r in rows if r[0] == days[2]}
+    # The user field of a malformed line is pseudonymised, wherever the line was read.
+    redacted = {r[-1] for r in rows if r[0] == days[1] and r[-2] and r[-2].startswith("malformed_line")}
+    assert not any(line.startswith(injected + ",") for line in redacted)
+    assert any(line.startswith(pseudonymizer.one(injected) + ",I1") for line in redacted)
+
+
+def test_a_range_stops_at_the_first_bad_day_after_loading_the_days_before(tmp_path):
+    source, days = _range_shop(tmp_path)
+    path = tmp_path / "landing" / "events" / f"{days[2]}.csv"
+    path.write_text(path.read_text().replace("price", "unit_price", 1))
+    con = duckdb.connect()
+    with pytest.raises(SourceError, match=rf"{days[2]}\.csv: line 1 .*price"):
+        load_event_days(con, source, days)
+    assert [r[0] for r in con.execute("SELECT DISTINCT partition_date FROM raw.events ORDER BY 1").fetchall()] == days[:2]
+
+
+def test_only_files_the_scan_cannot_number_are_read_alone(tmp_path):
+    from recs_pipeline.sources.base import parse_delimited_files
+
+    source, days = _range_shop(tmp_path)
+    paths = [source.event_files()[day] for day in days]
+    con = duckdb.connect()
+    parsed = parse_delimited_files(con, paths, name="t", required=("user_id",))
+    alone = [r[0] for r in con.execute("SELECT DISTINCT _file FROM _files_t_alone ORDER BY 1").fetchall()]
+    assert alone == [2, 3]  # the quoted newline / open quote, the CRLF file
+    lines = con.execute(f"SELECT source_line FROM {parsed.table} WHERE _file = 1 ORDER BY 1").fetchall()
+    rejected = con.execute(f"SELECT line FROM {parsed.rejects} WHERE _file = 1 ORDER BY 1").fetchall()
+    n_lines = len(paths[1].read_bytes().rstrip(b"\n").split(b"\n"))
+    assert sorted(lines + rejected) == [(n,) for n in range(2, n_lines + 1) if n not in (4, 7)]  # blank lines

@@ -16,8 +16,11 @@ from recs_pipeline.sources.base import (
     RAW_USER_COLUMNS,
     Source,
     SourceError,
+    check_header,
     days_from_filenames,
+    drop_parsed_files,
     parse_delimited,
+    parse_delimited_files,
     quote_ident,
     read_header,
     rejects_as_events,
@@ -72,8 +75,7 @@ class CsvSource(Source):
         path = self.event_files().get(day)
         if path is None:
             raise SourceError(f"no events file for {day} under {self.root / self.cfg.events_glob}")
-        mapping = self.cfg.event_columns
-        required = tuple(mapping.get(c, c) for c in ("user_id", "item_id", "event_type", "event_ts"))
+        required = self._required_event_fields()
         rel = self._relpath(path)
         if self.cfg.file_format == "parquet":
             con.execute(
@@ -89,6 +91,63 @@ class CsvSource(Source):
         self._check_schema_drift(day, path, parsed.header)
         good = _events_with_lineage(parsed.table, self._mapped_events(parsed.header), rel)
         return with_user_id_checks(f"{good} UNION ALL {rejects_as_events(parsed, rel)}")
+
+    def loads_ranges(self) -> bool:
+        return self.cfg.file_format == "csv"
+
+    def _required_event_fields(self) -> tuple[str, ...]:
+        mapping = self.cfg.event_columns
+        return tuple(mapping.get(c, c) for c in ("user_id", "item_id", "event_type", "event_ts"))
+
+    def check_event_days(self, days: list[date]) -> tuple[list[date], SourceError | None]:
+        """The checks events_sql makes before reading a day (file present, header, drift),
+        day by day: the days up to the first that fails, and its error."""
+        files = self.event_files()
+        for n, day in enumerate(days):
+            path = files.get(day)
+            try:
+                if path is None:
+                    raise SourceError(f"no events file for {day} under {self.root / self.cfg.events_glob}")
+                header = read_header(path, self.cfg.delimiter)
+                check_header(path, header, self.cfg.delimiter, self._required_event_fields())
+                self._check_schema_drift(day, path, header)
+            except SourceError as exc:
+                return days[:n], exc
+        return list(days), None
+
+    def events_range_sql(self, con: duckdb.DuckDBPyConnection, days: list[date]) -> str:
+        """events_sql for several days at once (files checked by check_event_days), with
+        partition_date first: one DuckDB scan reads every file (parse_delimited_files)."""
+        files = self.event_files()
+        paths = [files[day] for day in days]
+        parsed = parse_delimited_files(
+            con, paths, name="events", required=self._required_event_fields(), delimiter=self.cfg.delimiter
+        )
+        self._parsed_range = parsed
+        # Each row's day and file by its file's index: a lookup in a constant list, not a
+        # join (the planner cannot size the scan behind the view and would hash the big side).
+        day_of = "[" + ", ".join(f"DATE {sql_literal(day.isoformat())}" for day in days) + "]"
+        file_of = "[" + ", ".join(sql_literal(self._relpath(path)) for path in paths) + "]"
+        available = list(dict.fromkeys(c for header in parsed.headers for c in header))
+        nulls = ", ".join(f"NULL::VARCHAR AS {c}" for c in RAW_EVENT_COLUMNS)
+        good = (
+            f"SELECT {day_of}[_file + 1] AS partition_date, {self._mapped_events(available)}, "
+            f"{file_of}[_file + 1] AS source_file, source_line, "
+            f"NULL::VARCHAR AS parse_error, NULL::VARCHAR AS raw_line FROM {parsed.table}"
+        )
+        bad = (
+            f"SELECT {day_of}[_file + 1] AS partition_date, {nulls}, {file_of}[_file + 1] AS source_file, "
+            f"line AS source_line, 'malformed_line: ' || error AS parse_error, csv_line AS raw_line "
+            f"FROM {parsed.rejects}"
+        )
+        return with_user_id_checks(f"{good} UNION ALL {bad}")
+
+    def drop_range_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Free the temp tables of the last events_range_sql."""
+        parsed = getattr(self, "_parsed_range", None)
+        if parsed is not None:
+            drop_parsed_files(con, parsed)
+            self._parsed_range = None
 
     def _check_schema_drift(self, day: date, path: Path, header: list[str]) -> None:
         """Fail a day whose file lost a field that the previous day's file had.

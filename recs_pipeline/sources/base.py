@@ -146,6 +146,26 @@ def _header_hint(path: Path, columns: list[str], delimiter: str, required: tuple
     return ""
 
 
+def check_header(path: Path, columns: list[str], delimiter: str, required: tuple[str, ...]) -> None:
+    """Raise a SourceError naming the file, line 1 and the fields when the header cannot be
+    read as the source expects (empty, required fields missing, fields repeated)."""
+    if not columns:
+        if required:
+            what = "is empty" if path.stat().st_size == 0 else "has an empty first line"
+            raise SourceError(
+                f"{path}: line 1: the file {what}; expected a header with the field(s) {', '.join(required)}"
+            )
+        return
+    missing = [c for c in required if c not in columns]
+    if missing:
+        hint = _header_hint(path, columns, delimiter, required)
+        found = "" if "UTF-16" in hint else f"; found {', '.join(columns)}"
+        raise SourceError(f"{path}: line 1 (header) lacks required field(s) {', '.join(missing)}{found}{hint}")
+    if len(set(columns)) != len(columns):
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        raise SourceError(f"{path}: line 1 (header) repeats the field(s) {', '.join(repeated)}: {', '.join(columns)}")
+
+
 @dataclass(frozen=True)
 class ParsedFile:
     """A delimited file read into a temp table with its line numbers and rejects."""
@@ -180,26 +200,15 @@ def parse_delimited(
     so that a broken line only ever takes itself to the rejects.
     """
     columns = header if header is not None else read_header(path, delimiter, encoding)
-    missing = [c for c in required if c not in columns]
     table, rejects = f"_parsed_{name}", f"_rejects_{name}"
     con.execute(f"DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {rejects}")
     if not columns:
         # An empty file: nothing to load, but the caller still gets (empty) tables.
         con.execute(f"CREATE TEMP TABLE {table} (source_line BIGINT)")
         con.execute(f"CREATE TEMP TABLE {rejects} (line BIGINT, csv_line VARCHAR, error VARCHAR)")
-        if required:
-            what = "is empty" if path.stat().st_size == 0 else "has an empty first line"
-            raise SourceError(
-                f"{path}: line 1: the file {what}; expected a header with the field(s) {', '.join(required)}"
-            )
+    check_header(path, columns, delimiter, required)
+    if not columns:
         return ParsedFile(table, rejects, [])
-    if missing:
-        hint = _header_hint(path, columns, delimiter, required)
-        found = "" if "UTF-16" in hint else f"; found {', '.join(columns)}"
-        raise SourceError(f"{path}: line 1 (header) lacks required field(s) {', '.join(missing)}{found}{hint}")
-    if len(set(columns)) != len(columns):
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        raise SourceError(f"{path}: line 1 (header) repeats the field(s) {', '.join(repeated)}: {', '.join(columns)}")
     first_line = 2 if has_header else 1
     data = path.read_bytes()
     # Lines end with LF or CRLF; a file with CRs only (old Mac) is split on CR.
@@ -378,6 +387,251 @@ def _parse_line_by_line(
         con.unregister("_line_by_line_bad")
 
 
+# --- Many files at once ---------------------------------------------------------------
+# Loading a range of days parses all its files in one DuckDB scan per header (the scan
+# runs in parallel and its fixed costs are paid once, not per file). Each file keeps the
+# guarantees of parse_delimited: exact physical line numbers, rejects with their text, and
+# the per-file fallback (parse_delimited itself) for a file the scan cannot number.
+
+
+@dataclass(frozen=True)
+class FileLines:
+    """Where the lines of a file are, as parse_delimited counts them (LF-only files)."""
+
+    n_lines: int
+    blank: list[int]  # blank lines after the header (they hold no record)
+    has_cr: bool  # CRLF, CR-only or a stray CR: left to parse_delimited
+
+
+def file_lines(path: Path) -> FileLines:
+    """Count lines and find blank ones with numpy over a memory map (no Python loop, no
+    copy of the file: this runs once per file of every load)."""
+    import mmap
+
+    import numpy as np
+
+    if path.stat().st_size == 0:
+        return FileLines(0, [], False)
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        has_cr = data.find(b"\r") >= 0
+        newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+        ends_open = data[-1] != 10
+    # Line k (1-based, k >= 2) is blank when the newline ending it follows the one before.
+    blank = (np.flatnonzero(np.diff(newlines) == 1) + 2).tolist()
+    return FileLines(len(newlines) + int(ends_open), blank, has_cr)
+
+
+@dataclass(frozen=True)
+class ParsedFiles:
+    """Delimited files read into temp objects, each row tagged with its file's index."""
+
+    table: str  # view: _file, source_line, then every field of any file's header (NULL where a file lacks it)
+    rejects: str  # table: _file, line, csv_line, error - lines that could not be split
+    headers: list[list[str]]  # each file's header, in the order of the paths
+    temp_tables: tuple[str, ...]  # what the view reads (drop_parsed_files drops them)
+
+
+def parse_delimited_files(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    *,
+    name: str,
+    required: tuple[str, ...] = (),
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+) -> ParsedFiles:
+    """parse_delimited for many files (with headers): the same rows, line numbers and rejects.
+
+    Files sharing a header are read by one DuckDB scan; a file whose records the scan
+    cannot number exactly (a record over several lines, a CR anywhere) is read again
+    alone by parse_delimited, which splits it line by line when needed. Header errors
+    are raised for the first bad file in the order of ``paths``."""
+    if len(set(paths)) != len(paths):
+        raise ValueError("parse_delimited_files: a file is listed twice")
+    headers = [read_header(p, delimiter, encoding) for p in paths]
+    for path, columns in zip(paths, headers):
+        check_header(path, columns, delimiter, required)
+    # Names of their own: parse_delimited's _parsed_<name> is a table, this one a view.
+    view, rejects, alone_table = f"_files_{name}", f"_files_{name}_rejects", f"_files_{name}_alone"
+    all_columns = list(dict.fromkeys(c for columns in headers for c in columns))
+    fields = "".join(f", {quote_ident(c)} VARCHAR" for c in all_columns)
+    con.execute(f"DROP VIEW IF EXISTS {view}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {rejects} (_file INTEGER, line BIGINT, csv_line VARCHAR, error VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {alone_table} (_file INTEGER, source_line BIGINT{fields})")
+    groups: dict[tuple[str, ...], dict[int, FileLines]] = {}
+    alone = []
+    for i, (path, columns) in enumerate(zip(paths, headers)):
+        lines = file_lines(path) if columns else None
+        if lines is None or lines.has_cr:
+            alone.append(i)
+        else:
+            groups.setdefault(tuple(columns), {})[i] = lines
+    parts, temp_tables = [f"SELECT * FROM {alone_table}"], [alone_table]
+    for g, (columns, files) in enumerate(groups.items()):
+        scan, numbers = f"_files_{name}_scan{g}", f"_files_{name}_lines{g}"
+        alone += _scan_files(con, paths, files, list(columns), scan, numbers, rejects, delimiter, encoding)
+        # A hash join on the rowid's bucket finds each row's run (a few per bucket): it
+        # runs in parallel, which a POSITIONAL JOIN with a row per record does not.
+        parts.append(
+            f"SELECT g._file, s.rowid + g.line_offset AS source_line, s.* EXCLUDE (_csv_file) "
+            f"FROM {scan} s JOIN {numbers} g "
+            f"ON g.bucket = s.rowid // {_RUN_BUCKET_ROWS} AND s.rowid BETWEEN g.first_row AND g.last_row "
+            f"WHERE g._file >= 0"
+        )
+        temp_tables += [scan, numbers]
+    for i in sorted(alone):
+        _insert_parsed_alone(con, i, paths[i], headers[i], alone_table, rejects, delimiter, encoding)
+    con.execute(f"CREATE TEMP VIEW {view} AS " + " UNION ALL BY NAME ".join(parts))
+    return ParsedFiles(view, rejects, headers, tuple(temp_tables))
+
+
+def drop_parsed_files(con: duckdb.DuckDBPyConnection, parsed: ParsedFiles) -> None:
+    """Free what parse_delimited_files holds (temp tables live in memory)."""
+    con.execute(f"DROP VIEW IF EXISTS {parsed.table}; DROP TABLE IF EXISTS {parsed.rejects}")
+    for name in parsed.temp_tables:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _insert_parsed_alone(
+    con: duckdb.DuckDBPyConnection, i: int, path: Path, columns: list[str],
+    table: str, rejects: str, delimiter: str, encoding: str,
+) -> None:  # fmt: skip
+    """Add one file read by parse_delimited (the day-by-day reader) to the tables."""
+    one = parse_delimited(con, path, name=f"{table}_one", header=columns, delimiter=delimiter, encoding=encoding)
+    con.execute(f"INSERT INTO {table} BY NAME SELECT {i} AS _file, * FROM {one.table}")
+    con.execute(f"INSERT INTO {rejects} SELECT {i}, line, csv_line, error FROM {one.rejects}")
+    con.execute(f"DROP TABLE {one.table}; DROP TABLE {one.rejects}")
+
+
+def _scan_files(
+    con: duckdb.DuckDBPyConnection, paths: list[Path], files: dict[int, FileLines], columns: list[str],
+    scan: str, numbers: str, rejects: str, delimiter: str, encoding: str,
+) -> list[int]:  # fmt: skip
+    """Read files with one header in one DuckDB scan into table ``scan``, and into table
+    ``numbers`` the runs of its rows (record_runs) that give each row its file and line.
+    Adds the rejects; returns the files it could not number (their rows get _file -1)."""
+    import numpy as np
+
+    errors, scans = f"{scan}_errors", f"{scan}_files"
+    col_spec = "{" + ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in columns) + "}"
+    path_list = "[" + ", ".join(sql_literal(paths[i]) for i in files) + "]"
+    con.execute(f"DROP TABLE IF EXISTS {errors}; DROP TABLE IF EXISTS {scans}")
+    try:
+        # Same dialect as _parse_with_duckdb. The new table keeps the scan's order (files in
+        # list order, records in file order: DuckDB preserves insertion order, as the
+        # row_number() of _parse_with_duckdb relies on), so a row's rowid is its record.
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {scan} AS
+            SELECT * FROM read_csv({path_list}, columns = {col_spec}, header = true, filename = '_csv_file',
+                          delim = {sql_literal(delimiter)}, quote = '"', escape = '"',
+                          auto_detect = false, strict_mode = true, null_padding = false,
+                          encoding = {sql_literal(encoding)}, max_line_size = {MAX_LINE_BYTES},
+                          store_rejects = true, rejects_scan = '{scans}', rejects_table = '{errors}')
+            """
+        )
+    except duckdb.Error:
+        # Something the reader refuses outright: each file goes its own way.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {scan} (_csv_file VARCHAR)")
+        _store_runs(con, numbers, record_runs(np.zeros(0, np.int32), np.zeros(0, np.int64)))
+        con.execute(f"DROP TABLE IF EXISTS {errors}; DROP TABLE IF EXISTS {scans}")
+        return list(files)
+    index = {str(paths[i]): i for i in files}
+    file_list = ", ".join(f"({sql_literal(p)}, {i})" for p, i in index.items())
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {scan}_rejects AS
+        SELECT f._file, e.line, ltrim(any_value(e.csv_line), chr(13) || chr(10)) AS csv_line,
+               string_agg(DISTINCT e.error_type, '; ') AS error
+        FROM {errors} e JOIN {scans} s USING (scan_id, file_id)
+        JOIN (VALUES {file_list}) f(path, _file) ON f.path = s.file_path
+        GROUP BY f._file, e.line
+        """
+    )
+    runs = {
+        index[path]: (first, n, last)
+        for path, first, n, last in con.execute(
+            f"SELECT _csv_file, min(rowid), count(*), max(rowid) FROM {scan} GROUP BY _csv_file"
+        ).fetchall()
+    }
+    skipped = con.execute(f"SELECT _file, line FROM {scan}_rejects ORDER BY _file, line").fetchnumpy()
+    file_of, line_of, failed = number_records(files, runs, skipped["_file"], skipped["line"])
+    _store_runs(con, numbers, record_runs(file_of, line_of))
+    failed_list = ", ".join(map(str, failed)) or "-1"  # no file has index -1
+    con.execute(f"INSERT INTO {rejects} SELECT * FROM {scan}_rejects WHERE _file NOT IN ({failed_list})")
+    for name in (errors, scans, f"{scan}_rejects"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    return failed
+
+
+def _store_runs(con: duckdb.DuckDBPyConnection, table: str, runs) -> None:
+    con.register(f"{table}_arrow", runs)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table}_arrow")
+    finally:
+        con.unregister(f"{table}_arrow")
+
+
+# Rows per bucket of rowids in the runs table: small enough that a bucket holds few runs,
+# large enough that the table stays small (~2,500 buckets for 10M rows).
+_RUN_BUCKET_ROWS = 4096
+
+
+def record_runs(file_of, line_of):
+    """The rows of a scan as runs of consecutive rowids with one file and one line - rowid
+    offset, cut at every bucket of _RUN_BUCKET_ROWS rowids so that each run lies in one
+    bucket: (bucket, first_row, last_row, _file, line_offset), an Arrow table."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(file_of)
+    rowid = np.arange(n, dtype=np.int64)
+    offset = line_of - rowid
+    cut = np.flatnonzero((np.diff(offset) != 0) | (np.diff(file_of) != 0) | (rowid[1:] % _RUN_BUCKET_ROWS == 0)) + 1
+    first = np.concatenate([[0], cut]).astype(np.int64) if n else np.zeros(0, np.int64)
+    last = np.concatenate([cut - 1, [n - 1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+    return pa.table({
+        "bucket": pa.array(first // _RUN_BUCKET_ROWS), "first_row": pa.array(first), "last_row": pa.array(last),
+        "_file": pa.array(file_of[first]), "line_offset": pa.array(offset[first]),
+    })  # fmt: skip
+
+
+def number_records(files: dict[int, FileLines], runs: dict[int, tuple[int, int, int]], reject_file, reject_line):
+    """Each scanned record's file and physical line, by rowid; and the files that cannot
+    be numbered this way (their records get file -1).
+
+    ``runs``: each file's (first rowid, records, last rowid); ``reject_file/line``: the
+    rejected lines, sorted. A file is numbered when each of its records is one line:
+    records + rejects + blank lines make up every line after the header, no reject sits
+    on the header, a blank line or past the end, and its records are one run of rowids.
+    Then its k-th record is on the k-th line after the header that is neither blank nor
+    rejected: with those skipped lines s_1 < s_2 < ..., line t + j where t = k + 1 (the
+    line were nothing skipped) and j the number of skipped lines with s_j - j < t - a
+    binary search per record, vectorised."""
+    import numpy as np
+
+    n_rows = sum(n for _, n, _ in runs.values())
+    file_of = np.full(n_rows, -1, np.int32)
+    line_of = np.zeros(n_rows, np.int64)
+    if any(last >= n_rows for _, _, last in runs.values()):
+        return file_of, line_of, sorted(files)  # rowids not 0..n-1: nothing can be numbered
+    bounds = np.searchsorted(reject_file, list(files), side="left"), np.searchsorted(reject_file, list(files), "right")
+    failed = []
+    for (i, lines), lo, hi in zip(files.items(), *bounds):
+        first, n, last = runs.get(i, (0, 0, -1))
+        rejected = reject_line[lo:hi]
+        blank = np.asarray(lines.blank, np.int64)
+        misplaced = (rejected < 2) | (rejected > lines.n_lines) | np.isin(rejected, blank)
+        if n + len(rejected) != lines.n_lines - 1 - len(blank) or misplaced.any() or last - first + 1 != n:
+            failed.append(i)
+            continue
+        skipped = np.sort(np.concatenate([rejected, blank]))
+        t = np.arange(2, n + 2, dtype=np.int64)
+        line_of[first : last + 1] = t + np.searchsorted(skipped - np.arange(1, len(skipped) + 1), t, side="left")
+        file_of[first : last + 1] = i
+    return file_of, line_of, failed
+
+
 def rejects_as_events(parsed: ParsedFile, source_file: str) -> str:
     """SELECT turning unparseable lines into raw event rows (all canonical fields NULL)."""
     nulls = ", ".join(f"NULL::VARCHAR AS {c}" for c in RAW_EVENT_COLUMNS)
@@ -438,6 +692,22 @@ class Source(ABC):
 
     def event_days(self) -> list[date]:
         return sorted(self.event_files())
+
+    # Loading a range of days at once (one scan of all its files) is optional: sources
+    # that offer it answer True and implement the three methods below.
+    def loads_ranges(self) -> bool:
+        return False
+
+    def check_event_days(self, days: list[date]) -> tuple[list[date], SourceError | None]:
+        """The leading days events_range_sql can read, and the error of the next one (if any)."""
+        raise NotImplementedError
+
+    def events_range_sql(self, con: duckdb.DuckDBPyConnection, days: list[date]) -> str:
+        """events_sql for several days: partition_date, then what events_sql gives."""
+        raise NotImplementedError
+
+    def drop_range_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Drop the temp tables events_range_sql created."""
 
     def describe(self) -> str:
         return self.kind

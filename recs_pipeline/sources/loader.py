@@ -21,8 +21,8 @@ import duckdb
 import pandas as pd
 
 from recs_pipeline.privacy.files import event_line_layout
-from recs_pipeline.privacy.lines import redact_line
-from recs_pipeline.privacy.pseudonym import Pseudonymizer, register_pseudonyms
+from recs_pipeline.privacy.lines import redact_line, split_line
+from recs_pipeline.privacy.pseudonym import Pseudonymizer, normalise_id, register_pseudonyms
 from recs_pipeline.privacy.suppression import suppressed_pseudonyms
 from recs_pipeline.sources.base import RAW_EVENT_COLUMNS, RAW_ITEM_COLUMNS, RAW_USER_COLUMNS, Source
 from recs_pipeline.warehouse import replace_table
@@ -116,41 +116,224 @@ def load_event_days(
     con: duckdb.DuckDBPyConnection, source: Source, days: list[date], pseudonymizer: Pseudonymizer | None = None
 ) -> list[DayLoad]:
     """Replace the given days of ``raw.events`` with the source's rows for them
-    (user ids pseudonymised when a ``pseudonymizer`` is given)."""
+    (user ids pseudonymised when a ``pseudonymizer`` is given).
+
+    Sources that can read a range of days at once (``loads_ranges``) load the days in
+    batches of files, each batch in one scan and one transaction; the rows, lineage and
+    pseudonyms are the same as loading the days one by one. A day whose file fails its
+    checks (header, schema drift) stops the load there, as day by day: the days before
+    it are loaded, then its error is raised."""
+    ensure_raw_schema(con)
+    if not source.loads_ranges():
+        return [load_one_day(con, source, day, pseudonymizer) for day in days]
+    loadable, error = source.check_event_days(days)
+    loads = []
+    for batch in _batches(source, loadable):
+        loads += _load_range(con, source, batch, pseudonymizer)
+    if error is not None:
+        raise error
+    return loads
+
+
+# Files of one batch, in bytes of CSV: a batch is held in memory (temp tables) while it
+# loads. 60 days of the L shop (~10M lines) are ~0.7 GB.
+MAX_BATCH_BYTES = 2 * 1024**3
+
+
+def _batches(source: Source, days: list[date]) -> list[list[date]]:
+    """The days in order, cut into batches of at most MAX_BATCH_BYTES of files (at least one day each)."""
+    files = source.event_files()
+    batches: list[list[date]] = []
+    size = 0
+    for day in days:
+        day_size = files[day].stat().st_size
+        if not batches or size + day_size > MAX_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(day)
+        size += day_size
+    return batches
+
+
+def load_one_day(
+    con: duckdb.DuckDBPyConnection, source: Source, day: date, pseudonymizer: Pseudonymizer | None = None
+) -> DayLoad:
+    """Replace one day of ``raw.events`` (the day-by-day load, for any source)."""
     ensure_raw_schema(con)
     cols = ", ".join(RAW_EVENT_COLUMNS)
-    loads = []
-    for day in days:
+    # Parse outside the transaction: temp tables only, nothing visible yet.
+    select = source.events_sql(con, day)
+    n_users, n_source_rows, seconds, suppressed = 0, None, 0.0, set()
+    if pseudonymizer is not None:
+        started = time.perf_counter()
+        raw_select = select
+        select, n_users, suppressed = _pseudonymised_day_sql(con, source, day, raw_select, pseudonymizer)
+        seconds = time.perf_counter() - started
+        if suppressed:
+            n_source_rows = con.execute(f"SELECT count(*) FROM ({raw_select})").fetchall()[0][0]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM raw.events WHERE partition_date = ?", [day])
+        con.execute(
+            f"INSERT INTO raw.events SELECT ?::DATE, {cols}, source_file, source_line, parse_error, raw_line, "
+            f"now()::TIMESTAMP FROM ({select})",
+            [day],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    rows, malformed, file = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE parse_error LIKE 'malformed_line%'), any_value(source_file) FROM raw.events WHERE partition_date = ?",
+        [day],
+    ).fetchall()[0]
+    _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_redacted_lines"))
+    n_suppressed = 0 if n_source_rows is None else n_source_rows - rows
+    return DayLoad(day, rows, malformed, file, n_users, n_suppressed, seconds)
+
+
+def _day_list(days: list[date]) -> str:
+    return ", ".join(f"DATE '{d.isoformat()}'" for d in days)
+
+
+def _load_range(
+    con: duckdb.DuckDBPyConnection, source: Source, days: list[date], pseudonymizer: Pseudonymizer | None
+) -> list[DayLoad]:
+    """Replace several days of ``raw.events`` in one transaction, read in one scan."""
+    users: dict[date, int] = {}
+    source_rows: dict[date, int] | None = None
+    seconds = 0.0
+    try:
         # Parse outside the transaction: temp tables only, nothing visible yet.
-        select = source.events_sql(con, day)
-        n_users, n_source_rows, seconds, suppressed = 0, None, 0.0, set()
+        select = source.events_range_sql(con, days)
         if pseudonymizer is not None:
             started = time.perf_counter()
             raw_select = select
-            select, n_users, suppressed = _pseudonymised_day_sql(con, source, day, raw_select, pseudonymizer)
+            select, users, suppressed = _pseudonymised_range_sql(con, source, days, raw_select, pseudonymizer)
             seconds = time.perf_counter() - started
             if suppressed:
-                n_source_rows = con.execute(f"SELECT count(*) FROM ({raw_select})").fetchall()[0][0]
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM raw.events WHERE partition_date = ?", [day])
-            con.execute(
-                f"INSERT INTO raw.events SELECT ?::DATE, {cols}, source_file, source_line, parse_error, raw_line, "
-                f"now()::TIMESTAMP FROM ({select})",
-                [day],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        rows, malformed, file = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE parse_error LIKE 'malformed_line%'), any_value(source_file) FROM raw.events WHERE partition_date = ?",
-            [day],
-        ).fetchall()[0]
-        _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_redacted_lines"))
-        n_suppressed = 0 if n_source_rows is None else n_source_rows - rows
-        loads.append(DayLoad(day, rows, malformed, file, n_users, n_suppressed, seconds))
+                source_rows = dict(
+                    con.execute(f"SELECT partition_date, count(*) FROM ({raw_select}) GROUP BY 1").fetchall()
+                )
+        _replace_days(con, days, select)
+    finally:
+        source.drop_range_tables(con)
+        _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_redacted_lines", "_day_users"))
+    loads = []
+    for day, (rows, malformed, file) in _day_counts(con, days).items():
+        n_suppressed = 0 if source_rows is None else source_rows.get(day, 0) - rows
+        # The pseudonymising time is the batch's, spread over its days.
+        loads.append(DayLoad(day, rows, malformed, file, users.get(day, 0), n_suppressed, seconds / len(days)))
     return loads
+
+
+def _replace_days(con: duckdb.DuckDBPyConnection, days: list[date], select: str) -> None:
+    """Delete the days and insert ``select`` (with partition_date) in one transaction."""
+    cols = ", ".join(RAW_EVENT_COLUMNS)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM raw.events WHERE partition_date IN ({_day_list(days)})")
+        con.execute(
+            f"INSERT INTO raw.events SELECT partition_date, {cols}, source_file, source_line, parse_error, "
+            f"raw_line, now()::TIMESTAMP FROM ({select})"
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _day_counts(con: duckdb.DuckDBPyConnection, days: list[date]) -> dict[date, tuple[int, int, str | None]]:
+    """Each day's (rows, malformed lines, source file) in raw.events, in the order of ``days``."""
+    found = {
+        day: (rows, malformed, file)
+        for day, rows, malformed, file in con.execute(
+            "SELECT partition_date, count(*), count(*) FILTER (WHERE parse_error LIKE 'malformed_line%'), "
+            f"any_value(source_file) FROM raw.events WHERE partition_date IN ({_day_list(days)}) GROUP BY 1"
+        ).fetchall()
+    }
+    return {day: found.get(day, (0, 0, None)) for day in days}
+
+
+def _pseudonymised_range_sql(
+    con: duckdb.DuckDBPyConnection, source: Source, days: list[date], select: str, pseudonymizer: Pseudonymizer
+) -> tuple[str, dict[date, int], set[str]]:
+    """_pseudonymised_day_sql for several days (``select`` has partition_date): each
+    distinct id of the range is hashed once. Returns (SELECT, distinct users per day,
+    suppressed)."""
+    # Each day's ids: what the day-by-day load would hash for that day.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _day_users AS
+            SELECT DISTINCT partition_date, {_NORMALISED_USER} AS raw_id FROM ({select})
+            WHERE {_NORMALISED_USER} IS NOT NULL"""
+    )
+    mapping = register_pseudonyms(con, "_user_pseudonyms", "SELECT raw_id FROM _day_users", pseudonymizer)
+    users = dict(con.execute("SELECT partition_date, count(*) FROM _day_users GROUP BY 1").fetchall())
+    suppressed = _register_suppressed(con)
+    _register_redacted_lines(con, source, select, mapping, pseudonymizer, suppressed)
+    columns = ", ".join("p.pseudonym AS user_id" if c == "user_id" else f"e.{c}" for c in RAW_EVENT_COLUMNS)
+    sql = f"""
+        SELECT e.partition_date, {columns}, e.source_file, e.source_line, e.parse_error,
+               CASE WHEN e.raw_line IS NOT NULL THEN r.raw_line END AS raw_line
+        FROM ({select}) e
+        LEFT JOIN _user_pseudonyms p ON p.raw_id = NULLIF(trim(e.user_id), '')
+        LEFT JOIN _redacted_lines r
+          ON e.raw_line IS NOT NULL AND r.partition_date = e.partition_date AND r.source_line = e.source_line
+         AND r.source_file IS NOT DISTINCT FROM e.source_file
+        WHERE NOT coalesce(r.suppressed, false)
+          AND (p.pseudonym IS NULL OR p.pseudonym NOT IN (SELECT pseudonym FROM _suppressed))
+    """
+    return sql, users, suppressed
+
+
+def _register_redacted_lines(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    select: str,
+    mapping: dict[str, str],
+    pseudonymizer: Pseudonymizer,
+    suppressed: set[str],
+) -> None:
+    """Temp table _redacted_lines: each malformed line's text with its user field (and any
+    field holding a user id of its day) pseudonymised, and whether it names an erased
+    user. Redacted as the day-by-day load does: ``known`` ids are the line's day's ids,
+    looked up for just the values the lines hold (few lines, few values)."""
+    malformed = con.execute(
+        f"SELECT partition_date, source_file, source_line, raw_line FROM ({select}) WHERE raw_line IS NOT NULL"
+    ).fetchall()
+    layouts = {day: event_line_layout(source, day) for day in {m[0] for m in malformed}}
+    values = set()
+    for day, _, _, raw_line in malformed:
+        for field in split_line(raw_line, layouts[day]):
+            value = normalise_id(field)
+            if value is not None:
+                values.update((value, value[:-2]) if value.endswith(".0") else (value,))
+    known: dict[date, dict[str, str]] = {day: {} for day in layouts}
+    if values:
+        con.register("_line_values_frame", pd.DataFrame({"v": sorted(values)}, dtype=object))
+        try:
+            for day, raw_id in con.execute(
+                "SELECT partition_date, raw_id FROM _day_users WHERE raw_id IN (SELECT v::VARCHAR FROM _line_values_frame)"
+            ).fetchall():
+                if day in known:
+                    known[day][raw_id] = mapping[raw_id]
+        finally:
+            con.unregister("_line_values_frame")
+    redacted = []
+    for day, source_file, source_line, raw_line in malformed:
+        text, found = redact_line(raw_line, layouts[day], known[day], pseudonymizer.one)
+        redacted.append((day, source_file, source_line, text, bool(found & suppressed)))
+    frame = pd.DataFrame(redacted, columns=["partition_date", "source_file", "source_line", "raw_line", "suppressed"])
+    frame = frame.astype({"source_file": object, "source_line": "int64", "raw_line": object, "suppressed": bool})
+    con.register("_redacted_frame", frame)
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _redacted_lines AS SELECT partition_date::DATE AS partition_date, "
+            "source_file::VARCHAR AS source_file, source_line::BIGINT AS source_line, raw_line::VARCHAR AS raw_line, "
+            "suppressed::BOOLEAN AS suppressed FROM _redacted_frame"
+        )
+    finally:
+        con.unregister("_redacted_frame")
 
 
 def load_items(con: duckdb.DuckDBPyConnection, source: Source) -> int:
