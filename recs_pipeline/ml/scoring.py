@@ -197,14 +197,19 @@ def score_batches(
     users: np.ndarray,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Dense model scores ``u.v + b_u + b_i`` (LightFM's ``predict``), batch by batch."""
-    item_embeddings_t = np.ascontiguousarray(item_embeddings.T)
+    """Dense model scores ``u.v + b_u + b_i`` (LightFM's ``predict``), batch by batch.
+
+    The biases ride in the product: ``[u, b_u, 1] . [v, 1, b_i]``, so each batch is one
+    matrix product and no extra passes over its ``batch x items`` scores."""
+    ones_u = np.ones((len(user_embeddings), 1), dtype=user_embeddings.dtype)
+    ones_i = np.ones((len(item_embeddings), 1), dtype=item_embeddings.dtype)
+    users_plus = np.hstack([user_embeddings, user_biases[:, None].astype(user_embeddings.dtype), ones_u])
+    items_plus_t = np.ascontiguousarray(
+        np.hstack([item_embeddings, ones_i, item_biases[:, None].astype(item_embeddings.dtype)]).T
+    )
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
-        scores = user_embeddings[batch] @ item_embeddings_t
-        scores += item_biases
-        scores += user_biases[batch, None]
-        yield batch, scores
+        yield batch, users_plus[batch] @ items_plus_t
 
 
 def top_n(
@@ -223,12 +228,14 @@ def top_n(
     recommended (typically the training interactions); ``item_mask`` a boolean
     per item, False for items that must not be recommended.
     """
-    representation = representations(model, user_features, item_features)
+    user_biases, user_embeddings, item_biases, item_embeddings = representations(model, user_features, item_features)
     if users is None:
-        users = np.arange(len(representation[0]))
-    return rank_score_batches(
-        score_batches(*representation, np.asarray(users), batch_size), n, exclude, item_mask
-    )
+        users = np.arange(len(user_biases))
+    if item_mask is not None:
+        # A -inf bias masks the item inside the product (cheaper than masking every batch).
+        item_biases = np.where(item_mask, item_biases, -np.inf).astype(item_biases.dtype)
+    batches = score_batches(user_biases, user_embeddings, item_biases, item_embeddings, np.asarray(users), batch_size)
+    return rank_score_batches(batches, n, exclude)
 
 
 def score_cold_users(

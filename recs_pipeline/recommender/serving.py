@@ -190,8 +190,9 @@ def recommend_all(
             cold = pd.concat([cold, newer.to_frame(ids[scored], maps.item_ids)], ignore_index=True)
     cold["strategy"] = "cold_start_features"
     who = profile.reindex(cold["user_id"])
+    profile_parts = who[["country", "age_band"]].fillna("").astype(str)
     described = (
-        who[["country", "age_band"]].fillna("").astype(str).agg(", ".join, axis=1).str.strip(", ").replace("", "your profile")
+        (profile_parts["country"] + ", " + profile_parts["age_band"]).str.strip(", ").replace("", "your profile")
         if len(who)
         else pd.Series([], dtype=object)
     )
