@@ -83,6 +83,23 @@ def test_auc_ignores_excluded_items_and_rows_without_negatives():
     assert metrics.mean_auc(scores, positives, exclude) == pytest.approx(1.0)
 
 
+def test_auc_by_counting_equals_the_rank_sum_over_whole_rows():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random((30, 200)), 2)  # rounded: many ties
+    positives = sp.csr_matrix(rng.random((30, 200)) < 0.05)
+    exclude = sp.csr_matrix(rng.random((30, 200)) < 0.1)
+    expected = []
+    for row in range(30):
+        keep = ~exclude[row].toarray().ravel()
+        pos = positives[row].toarray().ravel()[keep]
+        ranks = rankdata(scores[row, keep])
+        n_pos, n_neg = pos.sum(), (~pos).sum()
+        expected.append((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) if n_pos and n_neg else np.nan)
+    np.testing.assert_allclose(metrics.per_user_auc(scores, positives, exclude, chunk=7), expected)
+
+
 def test_catalogue_coverage_is_share_of_distinct_recommended_items():
     assert metrics.catalogue_coverage(RECS, n_catalogue_items=20) == pytest.approx(7 / 20)
 

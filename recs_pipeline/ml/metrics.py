@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 
 @dataclass(frozen=True)
@@ -130,12 +129,16 @@ def per_user_auc(
     scores: np.ndarray,
     positives: sp.spmatrix,
     exclude: sp.spmatrix | None = None,
+    chunk: int = 256,
 ) -> np.ndarray:
     """ROC AUC of each row of ``scores`` (users x items) against its positive items.
 
     The AUC is the Mann-Whitney statistic from the ranks of the row (ties count
     half). Items in ``exclude`` (e.g. training items) are neither positives nor
     negatives. Rows without a positive or without a negative get NaN.
+
+    Only the positives' ranks are needed, so each is counted (items scoring below it,
+    ties halved) instead of ranking whole rows: ~50x less work at 50k items.
     """
     scores = np.array(scores, dtype=np.float64)
     positives = sp.csr_matrix(positives, dtype=bool)
@@ -143,13 +146,18 @@ def per_user_auc(
     if exclude is not None:
         exclude = sp.csr_matrix(exclude, dtype=bool)
         positives = (positives > exclude).tocsr()  # drop positives that are excluded
-        scores[exclude.nonzero()] = -np.inf  # excluded items take the lowest ranks...
+        scores[exclude.nonzero()] = np.nan  # excluded items: below, above and equal to nothing
         n_excluded = np.asarray(exclude.sum(axis=1), dtype=np.float64).ravel()
-    ranks = rankdata(scores, axis=1) - n_excluded[:, None]  # ...and are shifted out of them
-    n_positive = np.asarray(positives.sum(axis=1), dtype=np.float64).ravel()
+    rows, cols = positives.nonzero()
+    rank = np.empty(len(rows))
+    for start in range(0, len(rows), chunk):
+        r, c = rows[start : start + chunk], cols[start : start + chunk]
+        row_scores, own = scores[r], scores[r, c][:, None]
+        # The positive's rank among the row's items (1-based, ties averaged).
+        rank[start : start + chunk] = (row_scores < own).sum(axis=1) + ((row_scores == own).sum(axis=1) + 1) / 2
+    n_positive = np.bincount(rows, minlength=scores.shape[0]).astype(np.float64)
+    u_statistic = np.bincount(rows, weights=rank, minlength=scores.shape[0]) - n_positive * (n_positive + 1) / 2
     n_negative = scores.shape[1] - n_excluded - n_positive
-    positive_rank_sum = np.asarray(positives.multiply(ranks).sum(axis=1)).ravel()
-    u_statistic = positive_rank_sum - n_positive * (n_positive + 1) / 2
     denominator = n_positive * n_negative
     return np.divide(u_statistic, denominator, out=np.full_like(u_statistic, np.nan), where=denominator > 0)
 
