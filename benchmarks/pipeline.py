@@ -523,6 +523,41 @@ def report(results: dict, scoring: dict) -> str:
     return "\n".join(lines)
 
 
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def update_docs(results: dict, scoring: dict, command: str, seconds: float, docs: Path = DOCS) -> list[str]:
+    """Replace this run's blocks in docs/benchmarks.md: one per scale run
+    (``<!-- bench:S -->`` ... ``<!-- /bench:S -->``) and the targets table
+    (``<!-- bench:targets -->``). Blocks of scales not run are left as they are.
+    Returns the names of the blocks replaced."""
+    if not docs.is_file():
+        return []
+    text = docs.read_text()
+    info = machine()
+    stamp = (
+        f"`{command}` on {date.today().isoformat()}, {info['cores']} cores, {info['ram_gb']} GB RAM, "
+        f"Python {info['python']}, DuckDB {info['duckdb']}, Dagster {info['dagster']} ({seconds / 60:.0f} min in all)"
+    )
+    blocks = {name: [stamp, ""] + stage_table(name, result) + ["", *reference_lines(name, result)]
+              for name, result in results.items()}
+    if "L" in results:  # the targets are judged at L: a run of S and M leaves them as they are
+        report_lines = report(results, scoring).splitlines()
+        scoring_line = [line for line in report_lines if line.startswith("- scoring top-50")]
+        blocks["targets"] = [stamp, ""] + scoring_line + [""] + report_lines[
+            report_lines.index("| target | measured | status |") :
+        ]
+    replaced = []
+    for name, lines in blocks.items():
+        start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            text = head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1]
+            replaced.append(name)
+    docs.write_text(text)
+    return replaced
+
+
 def machine() -> dict:
     with open("/proc/meminfo") as fh:
         mem_kb = int(fh.readline().split()[1])
@@ -575,7 +610,10 @@ def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
-    print(f"\nwritten to {RESULTS.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s")
+    command = "python -m benchmarks.pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
+    replaced = update_docs(results, scoring, command.strip(), time.perf_counter() - started)
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s"
+          + (f"; updated {DOCS.relative_to(ROOT)} ({', '.join(replaced)})" if replaced else ""))
     return 0
 
 
