@@ -144,7 +144,17 @@ def run_pipeline(
     quiet = {"loggers": {"console": {"config": {"log_level": level}}}}
     instance = _instance()
     if not progress:
-        return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=quiet, **kwargs)
+        # No progress lines, and what the steps print (dbt's log lines) goes to the log file.
+        import contextlib
+        import uuid
+
+        run_id = str(uuid.uuid4())
+        log_dir = settings.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (log_dir / f"{run_id}.log").open("w") as log_file, contextlib.redirect_stdout(log_file):
+            return job.execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False, run_config=quiet, run_id=run_id, **kwargs
+            )
     n_steps = len((job.get_subset(asset_selection=set(kwargs["asset_selection"])) if selection else job).graph.nodes)
     return _with_progress(
         instance,
@@ -456,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--end", help="last day (default: --start, or the last file)")
     run.add_argument("--select", help="comma-separated asset keys, e.g. raw/events,staging/stg_events")
     run.add_argument("--new", action="store_true", help="only the days whose files are not loaded yet")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--quiet", action="store_true", help="no progress output (step output still goes to data/logs/)")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="print model quality, served lists and experiment results; write an HTML report")

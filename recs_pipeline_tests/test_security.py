@@ -76,3 +76,22 @@ def test_a_failed_run_prints_the_error_that_names_the_file(small_shop, tmp_path,
     err = capsys.readouterr().err
     assert f"raw__events: SourceError: {day_file}: line 1: the file is empty" in err, err
     assert "Traceback" not in err
+
+
+def test_quiet_run_prints_no_dbt_lines_and_logs_them_to_a_file(small_shop, tmp_path, monkeypatch, capsys):
+    """`recs run --quiet`: nothing of the run on the terminal but the summary; dbt's
+    lines go to data/logs/<run id>.log."""
+    root, _ = small_shop
+    monkeypatch.setenv("RECS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RECS_LANDING_DIR", str(root / "landing"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    day = sorted((root / "landing" / "events").glob("*.csv"))[0].stem
+    selection = (
+        "raw/events,raw/items,raw/users,staging/int_events_validated,staging/stg_events,"
+        "quality/quarantine_events,quality/duplicate_events"
+    )
+    assert main(["run", "--select", selection, "--start", day, "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "Running with dbt" not in out.out + out.err and "START sql" not in out.out + out.err
+    logs = list((tmp_path / "logs").glob("*.log"))
+    assert len(logs) == 1 and "stg_events" in logs[0].read_text()
