@@ -81,17 +81,7 @@ def _pseudonymised_day_sql(
     for source_file, source_line, raw_line in malformed:
         text, found = redact_line(raw_line, layout, mapping, pseudonymizer.one)
         redacted.append((source_file, source_line, text, bool(found & suppressed)))
-    frame = pd.DataFrame(redacted, columns=["source_file", "source_line", "raw_line", "suppressed"])
-    frame = frame.astype({"source_file": object, "source_line": "int64", "raw_line": object, "suppressed": bool})
-    con.register("_redacted_frame", frame)
-    try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _redacted_lines AS SELECT source_file::VARCHAR AS source_file, "
-            "source_line::BIGINT AS source_line, raw_line::VARCHAR AS raw_line, suppressed::BOOLEAN AS suppressed "
-            "FROM _redacted_frame"
-        )
-    finally:
-        con.unregister("_redacted_frame")
+    _store_redacted_lines(con, redacted, by_day=False)
     columns = ", ".join("p.pseudonym AS user_id" if c == "user_id" else f"e.{c}" for c in RAW_EVENT_COLUMNS)
     sql = f"""
         SELECT {columns}, e.source_file, e.source_line, e.parse_error,
@@ -323,14 +313,22 @@ def _register_redacted_lines(
     for day, source_file, source_line, raw_line in malformed:
         text, found = redact_line(raw_line, layouts[day], known[day], pseudonymizer.one)
         redacted.append((day, source_file, source_line, text, bool(found & suppressed)))
-    frame = pd.DataFrame(redacted, columns=["partition_date", "source_file", "source_line", "raw_line", "suppressed"])
+    _store_redacted_lines(con, redacted, by_day=True)
+
+
+def _store_redacted_lines(con: duckdb.DuckDBPyConnection, rows: list[tuple], by_day: bool) -> None:
+    """Temp table _redacted_lines from (partition_date if ``by_day``, source_file,
+    source_line, raw_line, suppressed) tuples."""
+    columns = (["partition_date"] if by_day else []) + ["source_file", "source_line", "raw_line", "suppressed"]
+    frame = pd.DataFrame(rows, columns=columns)
     frame = frame.astype({"source_file": object, "source_line": "int64", "raw_line": object, "suppressed": bool})
+    day = "partition_date::DATE AS partition_date, " if by_day else ""
     con.register("_redacted_frame", frame)
     try:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _redacted_lines AS SELECT partition_date::DATE AS partition_date, "
-            "source_file::VARCHAR AS source_file, source_line::BIGINT AS source_line, raw_line::VARCHAR AS raw_line, "
-            "suppressed::BOOLEAN AS suppressed FROM _redacted_frame"
+            f"CREATE OR REPLACE TEMP TABLE _redacted_lines AS SELECT {day}source_file::VARCHAR AS source_file, "
+            "source_line::BIGINT AS source_line, raw_line::VARCHAR AS raw_line, suppressed::BOOLEAN AS suppressed "
+            "FROM _redacted_frame"
         )
     finally:
         con.unregister("_redacted_frame")
