@@ -328,7 +328,8 @@ def build_ml_assets(settings: Settings) -> list:
         context = {"role": "serving", **metrics["feature_config"], "negative_weight": cfg.negative_weight}
         # Continue yesterday's serving model, or, when there is none (a first or a full
         # retraining run), today's hold-out model: it was just trained from the same
-        # settings on all but the last days, so a few epochs over all days finish it.
+        # settings on all but the hold-out days, so a few epochs on those days' interactions
+        # (plus as many replayed older ones) finish it.
         base = newest_base(
             find_warm_start_base(
                 model_store.root, params, horizon, context, cfg.full_retrain_every, cfg.warm_start_epochs
