@@ -36,6 +36,11 @@ class SourceSettings:
     path: str = ""
     # Time zone of timestamps that carry no offset (Online Retail invoices are UK time).
     timezone: str = "UTC"
+    # Other timestamp layouts the shop sends, as strptime formats tried in order after
+    # ISO 8601 (e.g. "%m/%d/%Y %H:%M" for "12/1/2010 8:26"); a TOML string or list, or
+    # RECS_TIMESTAMP_FORMAT (formats separated by "|"). Read in `timezone` unless the
+    # format has %z. Text that matches none is quarantined as unparseable_timestamp.
+    timestamp_format: tuple[str, ...] = ()
     # Events without a user id: "quarantine" (a defect) or "anonymous" (kept for
     # item popularity but never trained on, e.g. guest checkouts).
     anonymous_events: str = "quarantine"
@@ -184,6 +189,10 @@ class Settings:
     decay_half_life_days: float = 30.0
     # Timestamps more than this many days before their file's day are out of range.
     max_event_age_days: int = 3650
+    # A day of the run with more than this share of its lines quarantined fails the
+    # blocking check days_within_quarantine_share (a wrong timestamp format, a broken
+    # export); 1.0 turns the check off.
+    max_quarantine_share: float = 0.5
     # Model, evaluation and serving.
     model: ModelSettings = field(default_factory=lambda: ModelSettings())
     experiment: ExperimentSettings = field(default_factory=lambda: ExperimentSettings())
@@ -208,6 +217,7 @@ class Settings:
             "anonymous_events": self.source.anonymous_events,
             "source_timezone": self.source.timezone,
             "max_event_age_days": self.max_event_age_days,
+            "timestamp_formats": list(self.source.timestamp_format),
         }
 
 
@@ -249,9 +259,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     kind = src.get("kind", "synthetic")
     if kind not in SOURCE_KINDS:
         raise ValueError(f"source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    if env.get("RECS_TIMESTAMP_FORMAT"):
+        src["timestamp_format"] = env["RECS_TIMESTAMP_FORMAT"].split("|")
     if kind == "online_retail":
         src.setdefault("timezone", "Europe/London")
         src.setdefault("anonymous_events", "anonymous")
+        # The data set as UCI publishes it writes "12/1/2010 8:26" (month first, no seconds).
+        src.setdefault("timestamp_format", ["%m/%d/%Y %H:%M"])
+    if isinstance(src.get("timestamp_format"), str):
+        src["timestamp_format"] = [src["timestamp_format"]]
+    src["timestamp_format"] = tuple(f for f in src.get("timestamp_format", ()) if f)
     if src.get("path"):
         src["path"] = str(_abs(src["path"], base))
     source = SourceSettings(**src)
@@ -272,6 +289,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         synthetic_seed=int(env.get("RECS_SEED") or synthetic.get("seed", 42)),
         synthetic_days=int(env.get("RECS_DAYS") or synthetic.get("days", 60)),
         synthetic_scale=float(env.get("RECS_SCALE") or synthetic.get("scale", 1.0)),
+        max_quarantine_share=float(
+            env.get("RECS_MAX_QUARANTINE_SHARE") or toml.get("quality", {}).get("max_quarantine_share", 0.5)
+        ),
     )
     weights = toml.get("interactions", {}).get("event_weights")
     if weights:
