@@ -50,7 +50,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         schedules.append(simulate_schedule)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*build_quality_checks(), campaign_content_is_sendable],
+        asset_checks=[*build_quality_checks(settings), campaign_content_is_sendable],
         jobs=[*jobs.values(), *extra_jobs],
         schedules=schedules,
         sensors=[build_sensor(jobs["nightly_job"])],

@@ -39,6 +39,7 @@ class ShopSourceResource(dg.ConfigurableResource):
     path: str
     timezone: str = "UTC"
     anonymous_events: str = "quarantine"
+    timestamp_format: list[str] = []
     config_file: str = ""
 
     def source(self) -> Source:
@@ -51,6 +52,7 @@ class ShopSourceResource(dg.ConfigurableResource):
                 "path": self.path,
                 "timezone": self.timezone,
                 "anonymous_events": self.anonymous_events,
+                "timestamp_format": tuple(self.timestamp_format),
             }
         )
         return build_source(settings.with_overrides(source=cfg))
@@ -104,6 +106,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             path=str(build_source(settings).root),
             timezone=settings.source.timezone,
             anonymous_events=settings.source.anonymous_events,
+            timestamp_format=list(settings.source.timestamp_format),
             config_file=settings.config_file,
         ),
         "model_store": ModelStoreResource(path=str(settings.model_dir)),

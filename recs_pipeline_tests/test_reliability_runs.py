@@ -24,7 +24,7 @@ from .conftest import settings_for
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 # Columns that record when something happened, not what: they differ between runs by design.
-VOLATILE_COLUMNS = {"loaded_at", "published_at", "generated_at", "materialized_at"}
+VOLATILE_COLUMNS = {"loaded_at", "published_at", "generated_at", "materialized_at", "detected_at", "resolved_at"}
 
 
 def warehouse_checksums(path: Path) -> dict[str, str]:

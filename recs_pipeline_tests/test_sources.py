@@ -220,14 +220,33 @@ def test_a_range_loads_like_its_days_one_by_one(tmp_path):
     assert any(line.startswith(pseudonymizer.one(injected) + ",I1") for line in redacted)
 
 
-def test_a_range_stops_at_the_first_bad_day_after_loading_the_days_before(tmp_path):
+def test_a_bad_day_in_a_range_is_rejected_alone_and_every_other_day_loads(tmp_path):
+    from recs_pipeline.sources.loader import load_event_files, record_rejected_files
+
     source, days = _range_shop(tmp_path)
     path = tmp_path / "landing" / "events" / f"{days[2]}.csv"
     path.write_text(path.read_text().replace("price", "unit_price", 1))
+    n_lines = len(path.read_text().splitlines()) - 1
     con = duckdb.connect()
+    report = load_event_files(con, source, days)
+    loaded = [r[0] for r in con.execute("SELECT DISTINCT partition_date FROM raw.events ORDER BY 1").fetchall()]
+    assert loaded == [d for d in days if d != days[2]]
+    [rejected] = report.rejected
+    assert (rejected.day, rejected.source_file, rejected.first_offending_line, rejected.rejected_lines) == (
+        days[2], f"events/{days[2]}.csv", 1, n_lines)
+    assert "price" in rejected.reason and "schema drift" in rejected.reason
+    record_rejected_files(con, report)
+    assert con.execute("SELECT partition_date, rejected_lines, resolved_at FROM quality.rejected_files").fetchall() == [
+        (days[2], n_lines, None)]
+    # The strict form loads the same good days, then raises the bad day's error.
     with pytest.raises(SourceError, match=rf"{days[2]}\.csv: line 1 .*price"):
-        load_event_days(con, source, days)
-    assert [r[0] for r in con.execute("SELECT DISTINCT partition_date FROM raw.events ORDER BY 1").fetchall()] == days[:2]
+        load_event_days(duckdb.connect(), source, days)
+    # A corrected re-delivery loads and closes the open row (kept as history).
+    path.write_text(path.read_text().replace("unit_price", "price", 1))
+    report = load_event_files(con, source, [days[2]])
+    record_rejected_files(con, report)
+    assert report.rejected == [] and con.execute(
+        "SELECT count(*) FROM quality.rejected_files WHERE resolved_at IS NOT NULL").fetchall() == [(1,)]
 
 
 def test_only_files_the_scan_cannot_number_are_read_alone(tmp_path):

@@ -5,18 +5,26 @@
 {# Parse a text timestamp to a UTC timestamp. ISO-8601 with an offset or "Z" is taken
    as is; a time followed by an IANA zone name ("2026-09-02 10:00:00 Europe/Paris") is
    read in that zone; a timestamp without a zone is read in the source's time zone `tz`.
-   NULL when unparseable, including an unknown zone name or an offset beyond +-14:00. #}
-{% macro parse_utc_timestamp(column, tz) -%}
-  {{ return(adapter.dispatch('parse_utc_timestamp', 'recs_pipeline')(column, tz)) }}
+   Other layouts come from `formats` (strptime formats, the source's timestamp_format
+   setting), tried in order when the text is not ISO: read in `tz`, or with their own
+   offset when the format has %z. NULL when unparseable, including an unknown zone name
+   or an offset beyond +-14:00. #}
+{% macro parse_utc_timestamp(column, tz, formats=[]) -%}
+  {{ return(adapter.dispatch('parse_utc_timestamp', 'recs_pipeline')(column, tz, formats)) }}
 {%- endmacro %}
 
-{% macro default__parse_utc_timestamp(column, tz) -%}
-  cast({{ column }} as {{ dbt.type_timestamp() }})
+{% macro default__parse_utc_timestamp(column, tz, formats=[]) -%}
+  {{ try_cast(column, dbt.type_timestamp()) }}
 {%- endmacro %}
 
-{% macro duckdb__parse_utc_timestamp(column, tz) -%}
+{% macro duckdb__parse_utc_timestamp(column, tz, formats=[]) -%}
   {#- A cast to TIMESTAMP ignores whatever follows the time (a zone name, any offset), so
       only text without a zone takes that branch. -#}
+  {%- set local_formats = [] -%}
+  {%- set zoned_formats = [] -%}
+  {%- for f in formats -%}
+    {%- do (zoned_formats if '%z' in f else local_formats).append(f) -%}
+  {%- endfor -%}
   case
     when regexp_matches(trim({{ column }}), '\d:\d{2}(:\d{2}(\.\d+)?)?[Zz]$')
       then timezone('UTC', try_cast(upper(trim({{ column }})) as timestamptz))
@@ -25,8 +33,33 @@
                 then timezone('UTC', try_cast(trim({{ column }}) as timestamptz)) end
     when regexp_matches(trim({{ column }}), '\d\s+[A-Za-z][A-Za-z0-9_+/-]*$')
       then timezone('UTC', try_cast(trim({{ column }}) as timestamptz))
-    else timezone('UTC', timezone('{{ tz }}', try_cast(trim({{ column }}) as timestamp)))
+    {%- if zoned_formats %}
+    when try_strptime(trim({{ column }}), {{ format_list(zoned_formats) }}) is not null
+      then timezone('UTC', try_strptime(trim({{ column }}), {{ format_list(zoned_formats) }}))
+    {%- endif %}
+    else timezone('UTC', timezone('{{ tz }}',
+      {%- if local_formats %}
+      coalesce(try_cast(trim({{ column }}) as timestamp),
+               try_strptime(trim({{ column }}), {{ format_list(local_formats) }})::timestamp)
+      {%- else %}
+      try_cast(trim({{ column }}) as timestamp)
+      {%- endif %}))
   end
+{%- endmacro %}
+
+{# A SQL list of string literals. #}
+{% macro format_list(values) -%}
+  [{% for v in values %}'{{ v | replace("'", "''") }}'{% if not loop.last %}, {% endif %}{% endfor %}]
+{%- endmacro %}
+
+{# A cast that gives NULL instead of failing (dbt.safe_cast is a plain cast on DuckDB):
+   staging must never crash on a value that validation would quarantine. #}
+{% macro try_cast(expression, data_type) -%}
+  {{ return(adapter.dispatch('try_cast', 'recs_pipeline')(expression, data_type)) }}
+{%- endmacro %}
+
+{% macro default__try_cast(expression, data_type) -%}
+  try_cast({{ expression }} as {{ data_type }})
 {%- endmacro %}
 
 {# True when a text value holds a control character (U+0000-U+001F, U+007F). #}

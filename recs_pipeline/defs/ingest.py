@@ -1,6 +1,7 @@
 """Raw layer: the shop's files loaded as text into ``raw.events`` (daily partitions),
 ``raw.items`` and ``raw.users`` (snapshots)."""
 
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -9,33 +10,51 @@ from recs_pipeline.defs.partitions import days_in_window
 from recs_pipeline.defs.privacy import ERASURE_LOG_KEY, PrivacyResource
 from recs_pipeline.privacy import apply_retention
 from recs_pipeline.resources import ShopSourceResource, WarehouseResource
-from recs_pipeline.sources.loader import load_event_days, load_items, load_users
+from recs_pipeline.sources.loader import RejectedFile, load_event_files, load_items, load_users, record_rejected_files
+
+
+RAW_EVENTS_KEY = dg.AssetKey(["raw", "events"])
+REJECTED_FILES_KEY = dg.AssetKey(["quality", "rejected_files"])
 
 
 def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
-    @dg.asset(
-        key=["raw", "events"],
-        deps=[ERASURE_LOG_KEY],  # erasure requests are carried out before anything loads
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                RAW_EVENTS_KEY,
+                deps=[ERASURE_LOG_KEY],  # erasure requests are carried out before anything loads
+                group_name="ingest",
+                kinds={"duckdb"},
+                description="Behaviour events as text, one row per line of each day's file (malformed lines "
+                "included with parse_error), with source_file and source_line. Re-loading a day replaces it. "
+                "User ids are pseudonymised (keyed hash), erased users left out, and line-level history older "
+                "than the retention period dropped (docs/privacy.md). A day whose file is refused keeps what "
+                "was loaded before and is listed in quality/rejected_files; the other days load.",
+            ),
+            dg.AssetSpec(
+                REJECTED_FILES_KEY,
+                group_name="quality",
+                kinds={"duckdb"},
+                description="Day files the load refused (header, schema drift, two files for a day, unreadable): "
+                "file, day, reason, first offending line, lines rejected, when detected and when a later "
+                "delivery of the day loaded (resolved_at).",
+            ),
+        ],
+        name="raw__events",  # the step key of the single asset it was before
         partitions_def=partitions,
         # A backfill of many days runs as one run: one dbt call for the whole range.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="ingest",
-        kinds={"duckdb"},
         pool="duckdb",
-        description="Behaviour events as text, one row per line of each day's file (malformed lines "
-        "included with parse_error), with source_file and source_line. Re-loading a day replaces it. "
-        "User ids are pseudonymised (keyed hash), erased users left out, and line-level history older "
-        "than the retention period dropped (docs/privacy.md).",
     )
     def raw_events(
         context: dg.AssetExecutionContext,
         warehouse: WarehouseResource,
         shop_source: ShopSourceResource,
         privacy: PrivacyResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         source = shop_source.source()
-        available = source.event_files()
         days = days_in_window(context)
+        available = set(source.event_days())
         missing = [d for d in days if d not in available]
         if missing and len(days) == 1:
             raise dg.Failure(
@@ -47,17 +66,33 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
             # backfill loads the days that exist and reports the others.
             context.log.warning(f"{len(missing)} day(s) in the range have no file, e.g. {missing[:5]}")
         with warehouse.connect() as con:
-            loads = load_event_days(con, source, [d for d in days if d in available], privacy.pseudonymizer(context.log))
+            report = load_event_files(con, source, [d for d in days if d in available], privacy.pseudonymizer(context.log))
+            record_rejected_files(con, report)
             retention = apply_retention(con, privacy.retention_days)
-            meta = table_metadata(
-                con, "raw.events", where=f"partition_date BETWEEN DATE '{days[0]}' AND DATE '{days[-1]}'"
+            window = f"partition_date BETWEEN DATE '{days[0]}' AND DATE '{days[-1]}'"
+            meta = table_metadata(con, "raw.events", where=window)
+            rejected_meta = table_metadata(con, "quality.rejected_files", where=f"{window} AND resolved_at IS NULL")
+        for warning in report.warnings:
+            context.log.warning(warning)
+        for rejected in report.rejected:
+            context.log.error(f"rejected {rejected.source_file} ({rejected.day}): {rejected.reason}")
+        loads = report.loads
+        if report.rejected and not loads:
+            # The nightly run's own file (or every file of a range) was refused: fail loudly.
+            first = report.rejected[0]
+            raise dg.Failure(
+                f"{first.reason}" + (f" (and {len(report.rejected) - 1} more rejected file(s))" if len(report.rejected) > 1 else ""),
+                metadata={"rejected_files": dg.MetadataValue.json([_rejected_json(r) for r in report.rejected])},
             )
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key=RAW_EVENTS_KEY,
             metadata={
                 **meta,
                 "days_loaded": len(loads),
+                "days_rejected": len(report.rejected),
                 "days_without_file": dg.MetadataValue.text(", ".join(map(str, missing[:20])) or "none"),
                 "malformed_lines": sum(l.malformed_lines for l in loads),
+                "file_warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in report.warnings) or "none"),
                 "source": dg.MetadataValue.text(f"{source.kind}: {source.root}"),
                 "users_pseudonymised": sum(l.distinct_users for l in loads),
                 "pseudonymise_seconds": dg.MetadataValue.float(round(sum(l.pseudonymise_seconds for l in loads), 3)),
@@ -65,7 +100,15 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
                 "retention": dg.MetadataValue.text(retention.describe()),
                 "retention_rows_dropped": retention.total_dropped,
                 "retention_rows_dropped_by_table": dg.MetadataValue.json(retention.rows_dropped),
-            }
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=REJECTED_FILES_KEY,
+            metadata={
+                **rejected_meta,
+                "rejected_files": dg.MetadataValue.json([_rejected_json(r) for r in report.rejected]),
+                "rejected_lines": sum(r.rejected_lines for r in report.rejected),
+            },
         )
 
     @dg.asset(
@@ -100,3 +143,13 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
             return dg.MaterializeResult(metadata=table_metadata(con, "raw.users"))
 
     return [raw_events, raw_items, raw_users]
+
+
+def _rejected_json(rejected: RejectedFile) -> dict:
+    return {
+        "day": rejected.day.isoformat(),
+        "source_file": rejected.source_file,
+        "reason": rejected.reason,
+        "first_offending_line": rejected.first_offending_line,
+        "rejected_lines": rejected.rejected_lines,
+    }

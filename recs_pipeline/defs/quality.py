@@ -8,12 +8,15 @@ downstream asset in the run; its metadata lists the failed expectations and row 
 
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import dagster as dg
 import pandas as pd
 
 from recs_pipeline.quality.expectations import ValidationSummary, expect, validate_frame
+from recs_pipeline.quality.quarantine_share import days_over_quarantine_share
 from recs_pipeline.resources import WarehouseResource
+from recs_pipeline.settings import Settings
 from recs_pipeline.sources.base import CANONICAL_EVENT_TYPES
 
 SAMPLE_ROWS = 100_000
@@ -179,5 +182,51 @@ def _make_check(key: tuple[str, ...], suite: TableSuite) -> dg.AssetChecksDefini
     return _check
 
 
-def build_quality_checks() -> list[dg.AssetChecksDefinition]:
-    return [_make_check(key, suite) for key, suite in SUITES.items()]
+def run_window(run: dg.DagsterRun) -> tuple[date | None, date | None]:
+    """The days a run covers, from its partition tags (None, None: not a partitioned run)."""
+    tags = run.tags
+    if "dagster/asset_partition_range_start" in tags:
+        return (date.fromisoformat(tags["dagster/asset_partition_range_start"]),
+                date.fromisoformat(tags["dagster/asset_partition_range_end"]))  # fmt: skip
+    if "dagster/partition" in tags:
+        day = date.fromisoformat(tags["dagster/partition"])
+        return day, day
+    return None, None
+
+
+def build_quarantine_share_check(max_share: float) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(["staging", "stg_events"]),
+        name="days_within_quarantine_share",
+        blocking=True,
+        pool="duckdb",
+        description=f"No day of the run has more than {max_share:.0%} of its lines quarantined (a broken "
+        "export or a wrong setting, not a few bad lines): the failure names the day, the dominant reason and "
+        "an example line. Setting max_quarantine_share (1.0 turns the check off).",
+    )
+    def days_within_quarantine_share(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        first, last = run_window(context.run)
+        with warehouse.connect(read_only=True) as con:
+            days = [] if max_share >= 1 else days_over_quarantine_share(con, first, last, max_share)
+        lines = [d.describe() for d in days]
+        return dg.AssetCheckResult(
+            passed=not days,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(lines) if days else f"every day within {max_share:.0%} quarantined",
+            metadata={
+                "max_quarantine_share": dg.MetadataValue.float(max_share),
+                "days_over": len(days),
+                "days": dg.MetadataValue.md("\n".join(f"- {line}" for line in lines) or "none"),
+            },
+        )
+
+    return days_within_quarantine_share
+
+
+def build_quality_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    return [
+        *(_make_check(key, suite) for key, suite in SUITES.items()),
+        build_quarantine_share_check(settings.max_quarantine_share),
+    ]

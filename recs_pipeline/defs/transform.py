@@ -8,6 +8,7 @@ dbt tests become asset checks; ``dbt build`` skips models downstream of a failin
 
 
 import json
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -63,10 +64,27 @@ def build_transform_assets(
         # leaves a new copy of the manifest under dbt_project/target every run.
         # dbt opens the warehouse without waiting for DuckDB's lock: hold the pipeline's
         # cross-process lock for the whole invocation (see recs_pipeline.warehouse).
+        # dbt's own log is kept under data/logs/dbt/ (dagster-dbt would put it in the
+        # temporary target folder): the failure line points at it.
+        log_path = settings.data_dir / "logs" / "dbt"
+        log_path.mkdir(parents=True, exist_ok=True)
         with writer_lock(settings.warehouse_path), tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
-            yield from dbt.cli(
-                ["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=Path(target)
-            ).stream()
+            invocation = dbt.cli(
+                ["build", "--vars", json.dumps(dbt_vars), "--log-path", str(log_path)],
+                context=context,
+                target_path=Path(target),
+                raise_on_error=False,
+            )
+            yield from invocation.stream()
+            if not invocation.is_successful():
+                error = invocation.get_error()
+                raise dg.Failure(
+                    description=dbt_failure_line(
+                        _run_results(Path(target)), str(getattr(error, "description", "") or error or ""),
+                        log_path / "dbt.log",
+                    ),
+                    metadata={"dbt_log": dg.MetadataValue.path(str(log_path / "dbt.log"))},
+                )
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -106,3 +124,44 @@ def build_transform_assets(
         yield from dbt_build(context, dbt)
 
     return [daily_dbt_models, dbt_models, after_serving_dbt_models]
+
+
+def _run_results(target: Path) -> dict:
+    try:
+        return json.loads((target / "run_results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def dbt_failure_line(run_results: dict, error_text: str, log_file: Path) -> str:
+    """One line naming what failed in a dbt invocation and dbt's own first error line,
+    e.g. ``stg_users: Conversion Error: invalid date field format ... (dbt log: ...)``.
+
+    From run_results.json when dbt ran the model; from the errors dbt logged otherwise
+    (a compilation error stops dbt before any model runs)."""
+    failed = [r for r in run_results.get("results", []) if r.get("status") in ("error", "fail", "runtime error")]
+    parts = []
+    for result in failed[:3]:
+        # model.<project>.<name>, test.<project>.<name>.<hash>
+        unique_id = str(result.get("unique_id", "?"))
+        name = unique_id.split(".")[2] if unique_id.count(".") >= 2 else unique_id
+        parts.append(f"{name}: {_first_error_line(result.get('message') or result.get('status', 'failed'))}")
+    if not parts:
+        logged = error_text.split("Errors parsed from dbt logs:", 1)[-1] if "Errors parsed" in error_text else ""
+        found = re.search(r"(?:\w+ )?Error in (?:model|test|seed|snapshot|macro) (\w+)[^\n]*\n([^\n]+)", logged)
+        if found:
+            parts.append(f"{found.group(1)}: {found.group(2).strip()}")
+        elif logged.strip():
+            parts.append(_first_error_line(logged.replace("Encountered an error:", "")))
+        else:
+            parts.append("dbt failed before running a model")
+    more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
+    return "; ".join(parts) + more + f" (dbt log: {log_file})"
+
+
+def _first_error_line(message: str) -> str:
+    """dbt's message without its 'Runtime Error in model x (path)' preamble."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    preamble = ("runtime error in", "database error in", "compilation error in")
+    lines = [line for line in lines if not line.lower().startswith(preamble)]
+    return lines[0] if lines else str(message).strip()

@@ -19,6 +19,8 @@ from recs_pipeline.sources.base import (
     check_header,
     days_from_filenames,
     drop_parsed_files,
+    files_by_day,
+    header_warnings,
     parse_delimited,
     parse_delimited_files,
     quote_ident,
@@ -72,9 +74,13 @@ class CsvSource(Source):
             return str(path)
 
     def events_sql(self, con: duckdb.DuckDBPyConnection, day: date) -> str:
-        path = self.event_files().get(day)
-        if path is None:
+        folder = self.root / Path(self.cfg.events_glob).parent
+        paths = files_by_day(folder, Path(self.cfg.events_glob).name, self.cfg.date_from_filename).get(day, [])
+        if not paths:
             raise SourceError(f"no events file for {day} under {self.root / self.cfg.events_glob}")
+        if len(paths) > 1:
+            raise SourceError(f"two files for {day}: {paths[0]} and {paths[1]}")
+        path = paths[0]
         required = self._required_event_fields()
         rel = self._relpath(path)
         if self.cfg.file_format == "parquet":
@@ -99,26 +105,42 @@ class CsvSource(Source):
         mapping = self.cfg.event_columns
         return tuple(mapping.get(c, c) for c in ("user_id", "item_id", "event_type", "event_ts"))
 
-    def check_event_days(self, days: list[date]) -> tuple[list[date], SourceError | None]:
+    def check_event_days(self, days: list[date]) -> tuple[list[date], dict[date, SourceError]]:
         """The checks events_sql makes before reading a day (file present, header, drift),
-        day by day: the days up to the first that fails, and its error."""
-        files = self.event_files()
-        for n, day in enumerate(days):
-            path = files.get(day)
+        for every day: the days that pass, and the error of each day that does not."""
+        folder = self.root / Path(self.cfg.events_glob).parent
+        by_day = files_by_day(folder, Path(self.cfg.events_glob).name, self.cfg.date_from_filename)
+        good, errors = [], {}
+        for day in days:
+            paths = by_day.get(day, [])
+            path = paths[0] if paths else None
             try:
                 if path is None:
                     raise SourceError(f"no events file for {day} under {self.root / self.cfg.events_glob}")
+                if len(paths) > 1:
+                    raise SourceError(f"two files for {day}: {paths[0]} and {paths[1]}")
                 header = read_header(path, self.cfg.delimiter)
                 check_header(path, header, self.cfg.delimiter, self._required_event_fields())
                 self._check_schema_drift(day, path, header)
+                good.append(day)
             except SourceError as exc:
-                return days[:n], exc
-        return list(days), None
+                errors[day] = exc
+        return good, errors
+
+    def file_for(self, day: date) -> Path | None:
+        return self._day_files(strict=False).get(day)
+
+    def header_warnings(self, days: list[date]) -> list[str]:
+        files = self._day_files(strict=False)
+        return [
+            w for day in days if day in files
+            for w in header_warnings(self._relpath(files[day]), read_header(files[day], self.cfg.delimiter))
+        ]  # fmt: skip
 
     def events_range_sql(self, con: duckdb.DuckDBPyConnection, days: list[date]) -> str:
         """events_sql for several days at once (files checked by check_event_days), with
         partition_date first: one DuckDB scan reads every file (parse_delimited_files)."""
-        files = self.event_files()
+        files = self._day_files(strict=False)
         paths = [files[day] for day in days]
         parsed = parse_delimited_files(
             con, paths, name="events", required=self._required_event_fields(), delimiter=self.cfg.delimiter
@@ -156,10 +178,11 @@ class CsvSource(Source):
         (e.g. ``price`` renamed ``unit_price``: every purchase without revenue). Added
         fields are fine (ignored). Only the first day without the field fails - until its
         file is fixed or re-delivered; the days after it compare with that day and load."""
-        earlier = [d for d in self.event_files() if d < day]
+        files = self._day_files(strict=False)
+        earlier = [d for d in files if d < day]
         if not earlier:
             return
-        previous = self.event_files()[max(earlier)]
+        previous = files[max(earlier)]
         previous_header = read_header(previous, self.cfg.delimiter)
         mapped = {self.cfg.event_columns.get(c, c) for c in RAW_EVENT_COLUMNS}
         lost = [c for c in previous_header if c in mapped and c not in header]
@@ -230,8 +253,9 @@ class OnlineRetailSource(Source):
     HEADER = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
     NON_PRODUCT_CODES = ("POST", "DOT", "M", "m", "C2", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS")
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, timestamp_formats: tuple[str, ...] = ("%m/%d/%Y %H:%M",)):
         self.root = Path(root)
+        self.timestamp_formats = tuple(timestamp_formats)
 
     def event_files(self) -> dict[date, Path]:
         return days_from_filenames(self.root, "*.csv") if self.root.is_dir() else {}
@@ -239,10 +263,20 @@ class OnlineRetailSource(Source):
     def event_days(self) -> list[date]:
         return sorted(days_from_filenames(self.root, "*.csv", strict=False)) if self.root.is_dir() else []
 
+    def file_for(self, day: date) -> Path | None:
+        return days_from_filenames(self.root, "*.csv", strict=False).get(day) if self.root.is_dir() else None
+
+    def header_warnings(self, days: list[date]) -> list[str]:
+        files = days_from_filenames(self.root, "*.csv", strict=False) if self.root.is_dir() else {}
+        return [w for day in days if day in files for w in header_warnings(files[day].name, read_header(files[day]))]
+
     def events_sql(self, con: duckdb.DuckDBPyConnection, day: date) -> str:
-        path = self.event_files().get(day)
-        if path is None:
+        paths = files_by_day(self.root, "*.csv").get(day, [])
+        if not paths:
             raise SourceError(f"no Online Retail file for {day} in {self.root}")
+        if len(paths) > 1:
+            raise SourceError(f"two files for {day}: {paths[0]} and {paths[1]}")
+        path = paths[0]
         parsed = parse_delimited(con, path, name="events", required=self.HEADER)
         non_product = ", ".join(sql_literal(c) for c in self.NON_PRODUCT_CODES)
         select = f"""
@@ -261,26 +295,45 @@ class OnlineRetailSource(Source):
         return with_user_id_checks(f"{good} UNION ALL {rejects_as_events(parsed, rel)}")
 
     def _all_lines(self) -> str:
-        return (
-            f"read_csv({sql_literal(self.root / '*.csv')}, header = true, all_varchar = true, "
-            "delim = ',', quote = '\"', escape = '\"', auto_detect = false, ignore_errors = true, "
-            "filename = true, columns = {"
-            + ", ".join(f"'{c}': 'VARCHAR'" for c in self.HEADER)
-            + "})"
-        )
+        """Every invoice line of every file with the data set's fields (one scan per header,
+        so files with extra or unnamed columns are read too; files lacking a field are
+        left out: their days are rejected by the events load) and ``invoice_ts``, the
+        invoice time parsed as ISO or as one of ``timestamp_formats``."""
+        groups: dict[tuple[str, ...], list[Path]] = {}
+        for path in sorted(self.root.glob("*.csv")) if self.root.is_dir() else []:
+            header = tuple(read_header(path))
+            if all(c in header for c in self.HEADER) and len(set(header)) == len(header):
+                groups.setdefault(header, []).append(path)
+        if not groups:
+            nulls = ", ".join(f"NULL::VARCHAR AS {c}" for c in self.HEADER)
+            return f"(SELECT {nulls}, NULL::TIMESTAMP AS invoice_ts WHERE false)"
+        formats = "[" + ", ".join(sql_literal(f) for f in self.timestamp_formats) + "]"
+        parsed_ts = "try_cast(trim(InvoiceDate) AS TIMESTAMP)"
+        if self.timestamp_formats:
+            parsed_ts = f"coalesce({parsed_ts}, try_strptime(trim(InvoiceDate), {formats})::TIMESTAMP)"
+        scans = []
+        for header, paths in groups.items():
+            columns = "{" + ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in header) + "}"
+            files = "[" + ", ".join(sql_literal(p) for p in paths) + "]"
+            scans.append(
+                f"SELECT {', '.join(quote_ident(c) for c in self.HEADER)} FROM read_csv({files}, header = true, "
+                "delim = ',', quote = '\"', escape = '\"', auto_detect = false, ignore_errors = true, "
+                f"columns = {columns})"
+            )
+        return f"(SELECT *, {parsed_ts} AS invoice_ts FROM ({' UNION ALL '.join(scans)}))"
 
     def items_sql(self, con: duckdb.DuckDBPyConnection) -> str:
         # The latest description wins; the category is the description's last word
         # ("... T-LIGHT HOLDER" -> holder), a crude but useful content feature.
         return f"""
             SELECT trim(StockCode) AS item_id,
-                   arg_max(trim(Description), InvoiceDate) AS title,
-                   lower(regexp_extract(arg_max(trim(Description), InvoiceDate), '([A-Za-z]+)\\s*$', 1)) AS category,
+                   arg_max(trim(Description), invoice_ts) AS title,
+                   lower(regexp_extract(arg_max(trim(Description), invoice_ts), '([A-Za-z]+)\\s*$', 1)) AS category,
                    NULL::VARCHAR AS brand,
                    median(TRY_CAST(UnitPrice AS DOUBLE)) FILTER (WHERE TRY_CAST(UnitPrice AS DOUBLE) > 0)::VARCHAR AS price,
-                   arg_max(trim(Description), InvoiceDate) AS description,
+                   arg_max(trim(Description), invoice_ts) AS description,
                    'true' AS in_stock,
-                   min(InvoiceDate)[1:10] AS launch_date,
+                   strftime(min(invoice_ts), '%Y-%m-%d') AS launch_date,
                    'by-day/*.csv' AS source_file,
                    NULL::BIGINT AS source_line
             FROM {self._all_lines()}
@@ -291,7 +344,7 @@ class OnlineRetailSource(Source):
     def users_sql(self, con: duckdb.DuckDBPyConnection) -> str:
         return f"""
             SELECT NULLIF(regexp_replace(trim(CustomerID), '\\.0$', ''), '') AS user_id,
-                   min(InvoiceDate)[1:10] AS signup_date,
+                   strftime(min(invoice_ts), '%Y-%m-%d') AS signup_date,
                    NULL::VARCHAR AS age_band, NULL::VARCHAR AS gender,
                    mode(Country) AS country, NULL::VARCHAR AS segment,
                    NULL::VARCHAR AS marketing_consent,
@@ -389,7 +442,9 @@ def build_source(settings: Settings) -> Source:
     if cfg.kind == "synthetic":
         return SyntheticShopSource(Path(cfg.path) if cfg.path else settings.landing_dir, cfg)
     if cfg.kind == "online_retail":
-        return OnlineRetailSource(Path(cfg.path) if cfg.path else SHARED_DATA_DIR / "online-retail" / "by-day")
+        return OnlineRetailSource(
+            Path(cfg.path) if cfg.path else SHARED_DATA_DIR / "online-retail" / "by-day", cfg.timestamp_format
+        )
     if cfg.kind == "movielens":
         return MovieLensSource(Path(cfg.path) if cfg.path else SHARED_DATA_DIR / "movielens-100k")
     if cfg.kind == "generic":

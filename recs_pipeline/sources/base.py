@@ -70,7 +70,16 @@ _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
 class SourceError(ValueError):
-    """A source file cannot be read as configured; the message names file and field."""
+    """A source file cannot be read as configured; the message names file and field.
+
+    ``line`` is the first offending line of the file (1 for the header), when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        if line is None:
+            found = re.search(r": line (\d+)\b", message)
+            line = int(found.group(1)) if found else None
+        self.line = line
 
 
 def sql_literal(value: str | Path) -> str:
@@ -91,8 +100,20 @@ def days_from_filenames(
     Two files for one day are an error (SourceError naming both); with ``strict=False``
     the first one is kept instead (to list the days, e.g. for the partitions, without
     failing on one bad day)."""
-    rx = re.compile(regex) if regex else _DAY_IN_NAME
     found: dict[date, Path] = {}
+    for day, paths in files_by_day(folder, pattern, regex).items():
+        if len(paths) > 1 and strict:
+            raise SourceError(f"two files for {day}: {paths[0]} and {paths[1]}")
+        found[day] = paths[0]
+    return found
+
+
+def files_by_day(folder: Path, pattern: str = "*.csv", regex: str | None = None) -> dict[date, list[Path]]:
+    """Every day named in a file name of ``folder`` and its files, in name order."""
+    rx = re.compile(regex) if regex else _DAY_IN_NAME
+    found: dict[date, list[Path]] = {}
+    if not folder.is_dir():
+        return found
     for path in sorted(folder.glob(pattern)):
         match = rx.search(path.name)
         if not match:
@@ -101,21 +122,45 @@ def days_from_filenames(
             day = date.fromisoformat(match.group(1))
         except ValueError:
             continue
-        if day in found:
-            if not strict:
-                continue
-            raise SourceError(f"two files for {day}: {found[day]} and {path}")
-        found[day] = path
-    return found
+        found.setdefault(day, []).append(path)
+    return dict(sorted(found.items()))
+
+
+UNNAMED_PREFIX = "_unnamed_"
 
 
 def read_header(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> list[str]:
-    """The column names in the first line of a delimited file (empty for an empty file)."""
+    """The column names in the first line of a delimited file (empty for an empty file).
+
+    A column without a name - spreadsheet exports often end every line with ``,,`` - is
+    named ``_unnamed_<column number>``: it is read like any column and mapped to nothing
+    (see unnamed_columns)."""
     with path.open("r", encoding=encoding, errors="replace", newline="") as fh:
         first = fh.readline()
     if not first.strip():
         return []
-    return [c.strip().lstrip("\ufeff") for c in next(csv.reader([first], delimiter=delimiter))]
+    names = [c.strip().lstrip("\ufeff") for c in next(csv.reader([first], delimiter=delimiter))]
+    if len(names) > 1 or names[0]:
+        names = [name or f"{UNNAMED_PREFIX}{k}" for k, name in enumerate(names, start=1)]
+    return names
+
+
+def unnamed_columns(columns: list[str]) -> list[int]:
+    """The (1-based) numbers of the header's columns that have no name."""
+    return [k for k, name in enumerate(columns, start=1) if name == f"{UNNAMED_PREFIX}{k}"]
+
+
+def header_warnings(path: Path | str, columns: list[str]) -> list[str]:
+    """What a loadable header still deserves a word about (for the run's metadata)."""
+    unnamed = unnamed_columns(columns)
+    if not unnamed:
+        return []
+    trailing = unnamed == list(range(len(columns) - len(unnamed) + 1, len(columns) + 1))
+    where = "trailing " if trailing else ""
+    return [
+        f"{path}: line 1 (header): {len(unnamed)} {where}column(s) without a name (column "
+        f"{', '.join(map(str, unnamed))}) ignored"
+    ]
 
 
 # Longest physical line accepted (longer lines are kept as malformed, not loaded).
@@ -156,14 +201,19 @@ def check_header(path: Path, columns: list[str], delimiter: str, required: tuple
                 f"{path}: line 1: the file {what}; expected a header with the field(s) {', '.join(required)}"
             )
         return
+    repeated = sorted({c for c in columns if columns.count(c) > 1}, key=columns.index)
+    where = "; ".join(
+        f"{c!r} in columns {', '.join(str(k) for k, name in enumerate(columns, start=1) if name == c)}"
+        for c in repeated
+    )
     missing = [c for c in required if c not in columns]
     if missing:
         hint = _header_hint(path, columns, delimiter, required)
         found = "" if "UTF-16" in hint else f"; found {', '.join(columns)}"
-        raise SourceError(f"{path}: line 1 (header) lacks required field(s) {', '.join(missing)}{found}{hint}")
-    if len(set(columns)) != len(columns):
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        raise SourceError(f"{path}: line 1 (header) repeats the field(s) {', '.join(repeated)}: {', '.join(columns)}")
+        also = f"; it repeats {', '.join(repeated)} ({where}) - renamed?" if repeated else ""
+        raise SourceError(f"{path}: line 1 (header) lacks required field(s) {', '.join(missing)}{found}{also}{hint}")
+    if repeated:
+        raise SourceError(f"{path}: line 1 (header) repeats the field(s) {', '.join(repeated)} ({where})")
 
 
 @dataclass(frozen=True)
@@ -693,13 +743,24 @@ class Source(ABC):
     def event_days(self) -> list[date]:
         return sorted(self.event_files())
 
+    def file_for(self, day: date) -> Path | None:
+        """The day's file (the first one when a day has two), without failing."""
+        try:
+            return self.event_files().get(day)
+        except SourceError:
+            return None
+
+    def header_warnings(self, days: list[date]) -> list[str]:
+        """Loadable oddities of the days' files (e.g. columns without a name), one line each."""
+        return []
+
     # Loading a range of days at once (one scan of all its files) is optional: sources
     # that offer it answer True and implement the three methods below.
     def loads_ranges(self) -> bool:
         return False
 
-    def check_event_days(self, days: list[date]) -> tuple[list[date], SourceError | None]:
-        """The leading days events_range_sql can read, and the error of the next one (if any)."""
+    def check_event_days(self, days: list[date]) -> tuple[list[date], dict[date, SourceError]]:
+        """The days events_range_sql can read, and the error of every day it cannot."""
         raise NotImplementedError
 
     def events_range_sql(self, con: duckdb.DuckDBPyConnection, days: list[date]) -> str:

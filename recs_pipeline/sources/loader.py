@@ -24,7 +24,14 @@ from recs_pipeline.privacy.files import event_line_layout
 from recs_pipeline.privacy.lines import redact_line, split_line
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, normalise_id, register_pseudonyms
 from recs_pipeline.privacy.suppression import suppressed_pseudonyms
-from recs_pipeline.sources.base import RAW_EVENT_COLUMNS, RAW_ITEM_COLUMNS, RAW_USER_COLUMNS, Source
+from recs_pipeline.sources.base import (
+    RAW_EVENT_COLUMNS,
+    RAW_ITEM_COLUMNS,
+    RAW_USER_COLUMNS,
+    Source,
+    SourceError,
+    file_lines,
+)
 from recs_pipeline.warehouse import replace_table
 
 RAW_EVENTS_DDL = (
@@ -97,32 +104,147 @@ def _pseudonymised_day_sql(
     return sql, len(mapping), suppressed
 
 
+REJECTED_FILES_DDL = (
+    "CREATE TABLE IF NOT EXISTS quality.rejected_files ("
+    "partition_date DATE NOT NULL, source_file VARCHAR, reason VARCHAR NOT NULL, first_offending_line BIGINT, "
+    "rejected_lines BIGINT NOT NULL, detected_at TIMESTAMP NOT NULL, resolved_at TIMESTAMP)"
+)
+
+
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     con.execute(RAW_EVENTS_DDL)
+    con.execute("CREATE SCHEMA IF NOT EXISTS quality")
+    con.execute(REJECTED_FILES_DDL)
+
+
+def record_rejected_files(con: duckdb.DuckDBPyConnection, report: LoadReport) -> None:
+    """Keep ``quality.rejected_files`` current, in one transaction: the days of this load
+    that were rejected get a row each (replacing an earlier open verdict for the day),
+    and open rows of days that loaded now are closed (``resolved_at``), kept as history."""
+    ensure_raw_schema(con)
+    loaded = [load.day for load in report.loads]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if report.rejected:
+            con.execute(
+                f"DELETE FROM quality.rejected_files WHERE resolved_at IS NULL "
+                f"AND partition_date IN ({_day_list(report.rejected_days)})"
+            )
+            con.executemany(
+                "INSERT INTO quality.rejected_files VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, NULL)",
+                [[r.day, r.source_file, r.reason, r.first_offending_line, r.rejected_lines] for r in report.rejected],
+            )
+        if loaded:
+            con.execute(
+                "UPDATE quality.rejected_files SET resolved_at = now()::TIMESTAMP "
+                f"WHERE resolved_at IS NULL AND partition_date IN ({_day_list(loaded)})"
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A day file the load refused: nothing of it was written (the day keeps the version
+    loaded before, if any), and its lines are counted as rejected."""
+
+    day: date
+    source_file: str | None  # None when the day has no file at all
+    reason: str  # the error, naming file, line and field
+    first_offending_line: int | None
+    rejected_lines: int  # the file's lines after the header
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    loads: list[DayLoad]
+    rejected: list[RejectedFile]
+    warnings: list[str]  # loadable oddities, e.g. columns without a name
+
+    @property
+    def rejected_days(self) -> list[date]:
+        return [r.day for r in self.rejected]
+
+
+# What a day file may raise that stops that file alone: the source's own checks, and
+# whatever DuckDB refuses in a file the checks let through.
+_FILE_ERRORS = (SourceError, duckdb.Error)
+
+
+def load_event_files(
+    con: duckdb.DuckDBPyConnection, source: Source, days: list[date], pseudonymizer: Pseudonymizer | None = None
+) -> LoadReport:
+    """Replace the given days of ``raw.events`` with the source's rows for them (user ids
+    pseudonymised when a ``pseudonymizer`` is given), each bad file isolated: a day whose
+    file fails (header, schema drift, two files, unreadable) is not written and comes back
+    as a RejectedFile, while every other day loads.
+
+    Sources that can read a range of days at once (``loads_ranges``) load the good days in
+    batches of files, each batch in one scan and one transaction; the rows, lineage and
+    pseudonyms are the same as loading the days one by one. A batch that fails as a whole
+    is loaded again day by day, so that only its bad file is rejected."""
+    ensure_raw_schema(con)
+    warnings = source.header_warnings(days)
+    if not source.loads_ranges():
+        loads, rejected = _load_days_one_by_one(con, source, days, pseudonymizer)
+        return LoadReport(loads, rejected, warnings)
+    loadable, errors = source.check_event_days(days)
+    rejected = [_rejected(source, day, exc) for day, exc in errors.items()]
+    loads = []
+    for batch in _batches(source, loadable):
+        try:
+            loads += _load_range(con, source, batch, pseudonymizer)
+        except _FILE_ERRORS:
+            more_loads, more_rejected = _load_days_one_by_one(con, source, batch, pseudonymizer)
+            loads += more_loads
+            rejected += more_rejected
+    rejected.sort(key=lambda r: r.day)
+    return LoadReport(loads, rejected, warnings)
 
 
 def load_event_days(
     con: duckdb.DuckDBPyConnection, source: Source, days: list[date], pseudonymizer: Pseudonymizer | None = None
 ) -> list[DayLoad]:
-    """Replace the given days of ``raw.events`` with the source's rows for them
-    (user ids pseudonymised when a ``pseudonymizer`` is given).
+    """load_event_files, strict: every good day loads, then the first bad day's error is raised."""
+    report = load_event_files(con, source, days, pseudonymizer)
+    if report.rejected:
+        raise SourceError(report.rejected[0].reason, report.rejected[0].first_offending_line)
+    return report.loads
 
-    Sources that can read a range of days at once (``loads_ranges``) load the days in
-    batches of files, each batch in one scan and one transaction; the rows, lineage and
-    pseudonyms are the same as loading the days one by one. A day whose file fails its
-    checks (header, schema drift) stops the load there, as day by day: the days before
-    it are loaded, then its error is raised."""
-    ensure_raw_schema(con)
-    if not source.loads_ranges():
-        return [load_one_day(con, source, day, pseudonymizer) for day in days]
-    loadable, error = source.check_event_days(days)
-    loads = []
-    for batch in _batches(source, loadable):
-        loads += _load_range(con, source, batch, pseudonymizer)
-    if error is not None:
-        raise error
-    return loads
+
+def _load_days_one_by_one(
+    con: duckdb.DuckDBPyConnection, source: Source, days: list[date], pseudonymizer: Pseudonymizer | None
+) -> tuple[list[DayLoad], list[RejectedFile]]:
+    loads, rejected = [], []
+    for day in days:
+        try:
+            loads.append(load_one_day(con, source, day, pseudonymizer))
+        except _FILE_ERRORS as exc:
+            _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_redacted_lines"))
+            rejected.append(_rejected(source, day, exc))
+    return loads, rejected
+
+
+def _rejected(source: Source, day: date, exc: Exception) -> RejectedFile:
+    path = source.file_for(day)
+    if isinstance(exc, SourceError):
+        reason, line = str(exc), exc.line
+    else:  # DuckDB refused something the checks let through: name the file and the error
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason, line = f"{path}: {type(exc).__name__}: {first}", None
+    n_lines = 0
+    if path is not None and path.is_file():
+        n_lines = max(file_lines(path).n_lines - 1, 0)
+    relative = None
+    if path is not None:
+        try:
+            relative = str(path.relative_to(source.root))
+        except ValueError:
+            relative = str(path)
+    return RejectedFile(day, relative, reason, line, n_lines)
 
 
 # Files of one batch, in bytes of CSV: a batch is held in memory (temp tables) while it
@@ -132,11 +254,10 @@ MAX_BATCH_BYTES = 2 * 1024**3
 
 def _batches(source: Source, days: list[date]) -> list[list[date]]:
     """The days in order, cut into batches of at most MAX_BATCH_BYTES of files (at least one day each)."""
-    files = source.event_files()
     batches: list[list[date]] = []
     size = 0
     for day in days:
-        day_size = files[day].stat().st_size
+        day_size = source.file_for(day).stat().st_size
         if not batches or size + day_size > MAX_BATCH_BYTES:
             batches.append([])
             size = 0

@@ -13,7 +13,7 @@ select
     event_type,
     event_ts,
     cast(event_ts as date) as event_date,
-    cast(coalesce(quantity, 1) as {{ dbt.type_int() }}) as quantity,
+    {{ try_cast('coalesce(quantity, 1)', dbt.type_int()) }} as quantity,
     price,
     case when event_type = 'purchase' then coalesce(quantity, 1) * price end as revenue,
     session_id,

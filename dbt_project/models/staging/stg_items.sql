@@ -6,11 +6,11 @@ with ranked as (
         nullif(trim(title), '') as title,
         lower(nullif(trim(category), '')) as category,
         lower(nullif(trim(brand), '')) as brand,
-        case when {{ is_number('price') }} and {{ dbt.safe_cast('trim(price)', type_double()) }} >= 0
-             then {{ dbt.safe_cast('trim(price)', type_double()) }} end as price,
+        case when {{ is_number('price') }} and {{ try_cast('trim(price)', type_double()) }} >= 0
+             then {{ try_cast('trim(price)', type_double()) }} end as price,
         nullif(trim(description), '') as description,
         lower(trim(coalesce(in_stock, 'true'))) not in ('false', '0', 'no', 'n') as in_stock,
-        {{ dbt.safe_cast('launch_date', 'date') }} as launch_date,
+        {{ try_cast('trim(launch_date)', 'date') }} as launch_date,
         row_number() over (partition by trim(item_id) order by source_line desc) as copy_rank
     from {{ source('raw', 'items') }}
     where item_id is not null and trim(item_id) <> ''

@@ -3,7 +3,7 @@
 with ranked as (
     select
         trim(user_id) as user_id,
-        {{ dbt.safe_cast('signup_date', 'date') }} as signup_date,
+        {{ try_cast('trim(signup_date)', 'date') }} as signup_date,
         nullif(trim(age_band), '') as age_band,
         upper(nullif(trim(gender), '')) as gender,
         nullif(trim(country), '') as country,
