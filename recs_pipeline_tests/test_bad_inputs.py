@@ -29,6 +29,7 @@ import dagster as dg
 import pytest
 
 from recs_pipeline.definitions import build_defs
+from recs_pipeline.sources.base import file_lines
 from recs_pipeline.warehouse import connection
 
 from .conftest import settings_for
@@ -642,3 +643,39 @@ def test_redelivered_day_replaces_loaded_day(matrix, tmp_path):
     assert raw == (len(lines) - 1, len(lines) - 1)
     assert reason == [("negative_price",)]
     assert balanced and other_days_after == other_days_before
+
+
+def test_a_range_run_rejects_each_bad_file_alone_and_loads_the_good_day(matrix, tmp_path):
+    """The file cases in one backfill (09-10 .. 09-18): every bad file becomes a row of
+    quality.rejected_files with its reason and lines, the good day between them (09-15)
+    loads, and the run succeeds."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"
+    shutil.copytree(matrix.landing, landing)
+    shutil.copy(matrix.settings.warehouse_path, warehouse)
+    settings = settings_for(tmp_path, RECS_LANDING_DIR=str(landing))
+    first, last = date(2026, 9, 10), date(2026, 9, 18)
+    result = build_defs(settings).resolve_job_def("nightly_job").execute_in_process(
+        tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
+        asset_selection=[dg.AssetKey(["raw", "events"]), dg.AssetKey(["quality", "rejected_files"])],
+        raise_on_error=False,
+    )
+    assert result.success, error_text(result)
+    with connection(warehouse, read_only=True) as con:
+        rejected = con.execute(
+            "SELECT partition_date, source_file, reason, first_offending_line, rejected_lines FROM quality.rejected_files "
+            "WHERE resolved_at IS NULL ORDER BY 1"
+        ).fetchall()
+        loaded = con.execute(
+            "SELECT DISTINCT partition_date FROM raw.events WHERE partition_date BETWEEN ? AND ?", [first, last]
+        ).fetchall()
+    cases = {c.day: c for c in FILE_CASES if first <= c.day <= last}
+    assert [r[0] for r in rejected] == sorted(cases) and loaded == [(date(2026, 9, 15),)]
+    for day, source_file, reason, line, n_lines in rejected:
+        assert source_file == rel(day) and line == 1, (day, reason)
+        assert all(part in reason for part in cases[day].expected if part != "line 1"), (day, reason)
+        assert n_lines == max(file_lines(landing / rel(day)).n_lines - 1, 0), (day, n_lines)
+    # The materialisation (one event per day of the range, the same metadata) says so too.
+    events = [e for e in result.get_asset_materialization_events()
+              if e.asset_key == dg.AssetKey(["quality", "rejected_files"])]  # fmt: skip
+    days = [r["day"] for r in events[0].materialization.metadata["rejected_files"].value]
+    assert days == [d.isoformat() for d in sorted(cases)]

@@ -262,3 +262,66 @@ def test_only_files_the_scan_cannot_number_are_read_alone(tmp_path):
     rejected = con.execute(f"SELECT line FROM {parsed.rejects} WHERE _file = 1 ORDER BY 1").fetchall()
     n_lines = len(paths[1].read_bytes().rstrip(b"\n").split(b"\n"))
     assert sorted(lines + rejected) == [(n,) for n in range(2, n_lines + 1) if n not in (4, 7)]  # blank lines
+
+
+@pytest.mark.parametrize(
+    "name, delimiter, text",
+    [
+        ("trailing_empty_columns", ",", lambda h, r: [h + ",,"] + [x + ",," for x in r]),
+        ("unnamed_column_in_the_middle", ",", lambda h, r: [h.replace(",price", ",,price")]
+         + [x.replace(",9.99", ",junk,9.99") for x in r]),
+        ("quoted_header", ",", lambda h, r: [",".join(f'"{c}"' for c in h.split(","))] + r),
+        ("utf8_bom_and_crlf", ",", lambda h, r: ["\ufeff" + h] + r),
+        ("semicolons", ";", lambda h, r: [x.replace(",", ";") for x in [h] + r]),
+        ("tabs", "\t", lambda h, r: [x.replace(",", "\t") for x in [h] + r]),
+    ],
+)
+def test_export_shapes_shops_really_send_load_every_line(tmp_path, name, delimiter, text):
+    """Spreadsheet exports (trailing or unnamed empty columns), quoted headers, a BOM, ';'
+    or tab delimiters: every line loads with the right fields; unnamed columns are
+    ignored with a warning naming them."""
+    from recs_pipeline.sources.loader import load_event_files
+
+    header = HEADER.strip()
+    rows = [f"U{k},I{k},view,2026-09-01T10:0{k}:00Z,1,9.99,S{k}," for k in range(1, 4)]
+    newline = "\r\n" if "crlf" in name else "\n"
+    path = tmp_path / "events" / "2026-09-01.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(newline.join(text(header, rows)).encode("utf-8") + newline.encode())
+    source = CsvSource(tmp_path, SourceSettings(delimiter=delimiter))
+    con = duckdb.connect()
+    report = load_event_files(con, source, [date(2026, 9, 1)])
+    assert report.rejected == []
+    assert con.execute(
+        "SELECT source_line, user_id, item_id, event_ts, price, parse_error FROM raw.events ORDER BY 1"
+    ).fetchall() == [(k + 1, f"U{k}", f"I{k}", f"2026-09-01T10:0{k}:00Z", "9.99", None) for k in range(1, 4)]
+    if name == "trailing_empty_columns":
+        assert report.warnings == [
+            "events/2026-09-01.csv: line 1 (header): 2 trailing column(s) without a name (column 9, 10) ignored"]
+    elif name == "unnamed_column_in_the_middle":
+        assert report.warnings == ["events/2026-09-01.csv: line 1 (header): 1 column(s) without a name (column 6) ignored"]
+    else:
+        assert report.warnings == []
+
+
+def test_a_truly_repeated_header_field_is_named_alone(tmp_path):
+    write(tmp_path / "events" / "2026-09-01.csv",
+          HEADER.strip() + ",,item_id\nU1,I1,view,2026-09-01T10:00:00Z,1,9.99,S1,,,I1\n")  # fmt: skip
+    with pytest.raises(SourceError) as raised:
+        load_event_days(duckdb.connect(), CsvSource(tmp_path, SourceSettings()), [date(2026, 9, 1)])
+    message = str(raised.value)
+    assert message.endswith("line 1 (header) repeats the field(s) item_id ('item_id' in columns 2, 10)"), message
+    assert raised.value.line == 1
+
+
+def test_timestamp_format_is_read_from_toml_and_environment(tmp_path):
+    from recs_pipeline.settings import load_settings
+
+    config = tmp_path / "recs.toml"
+    config.write_text('[source]\nkind = "generic"\npath = "."\ntimestamp_format = "%d/%m/%Y %H:%M"\n')
+    assert load_settings({"RECS_CONFIG": str(config)}).source.timestamp_format == ("%d/%m/%Y %H:%M",)
+    env = {"RECS_CONFIG": str(config), "RECS_TIMESTAMP_FORMAT": "%m/%d/%Y %H:%M|%Y%m%d%H%M%S"}
+    assert load_settings(env).source.timestamp_format == ("%m/%d/%Y %H:%M", "%Y%m%d%H%M%S")
+    # Online Retail knows the layout UCI publishes; the synthetic shop needs none.
+    assert load_settings({"RECS_SOURCE": "online_retail"}).source.timestamp_format == ("%m/%d/%Y %H:%M",)
+    assert load_settings({}).source.timestamp_format == ()

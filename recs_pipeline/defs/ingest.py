@@ -41,6 +41,7 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
             ),
         ],
         name="raw__events",  # the step key of the single asset it was before
+        can_subset=True,  # `recs run --select raw/events` works as it did
         partitions_def=partitions,
         # A backfill of many days runs as one run: one dbt call for the whole range.
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -84,32 +85,31 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
                 f"{first.reason}" + (f" (and {len(report.rejected) - 1} more rejected file(s))" if len(report.rejected) > 1 else ""),
                 metadata={"rejected_files": dg.MetadataValue.json([_rejected_json(r) for r in report.rejected])},
             )
-        yield dg.MaterializeResult(
-            asset_key=RAW_EVENTS_KEY,
-            metadata={
-                **meta,
-                "days_loaded": len(loads),
-                "days_rejected": len(report.rejected),
-                "days_without_file": dg.MetadataValue.text(", ".join(map(str, missing[:20])) or "none"),
-                "malformed_lines": sum(l.malformed_lines for l in loads),
-                "file_warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in report.warnings) or "none"),
-                "source": dg.MetadataValue.text(f"{source.kind}: {source.root}"),
-                "users_pseudonymised": sum(l.distinct_users for l in loads),
-                "pseudonymise_seconds": dg.MetadataValue.float(round(sum(l.pseudonymise_seconds for l in loads), 3)),
-                "suppressed_rows": sum(l.suppressed_rows for l in loads),
-                "retention": dg.MetadataValue.text(retention.describe()),
-                "retention_rows_dropped": retention.total_dropped,
-                "retention_rows_dropped_by_table": dg.MetadataValue.json(retention.rows_dropped),
-            },
-        )
-        yield dg.MaterializeResult(
-            asset_key=REJECTED_FILES_KEY,
-            metadata={
-                **rejected_meta,
-                "rejected_files": dg.MetadataValue.json([_rejected_json(r) for r in report.rejected]),
-                "rejected_lines": sum(r.rejected_lines for r in report.rejected),
-            },
-        )
+        events_metadata = {
+            **meta,
+            "days_loaded": len(loads),
+            "days_rejected": len(report.rejected),
+            "days_without_file": dg.MetadataValue.text(", ".join(map(str, missing[:20])) or "none"),
+            "malformed_lines": sum(l.malformed_lines for l in loads),
+            "file_warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in report.warnings) or "none"),
+            "source": dg.MetadataValue.text(f"{source.kind}: {source.root}"),
+            "users_pseudonymised": sum(l.distinct_users for l in loads),
+            "pseudonymise_seconds": dg.MetadataValue.float(round(sum(l.pseudonymise_seconds for l in loads), 3)),
+            "suppressed_rows": sum(l.suppressed_rows for l in loads),
+            "retention": dg.MetadataValue.text(retention.describe()),
+            "retention_rows_dropped": retention.total_dropped,
+            "retention_rows_dropped_by_table": dg.MetadataValue.json(retention.rows_dropped),
+        }
+        rejected_metadata = {
+            **rejected_meta,
+            "rejected_files": dg.MetadataValue.json([_rejected_json(r) for r in report.rejected]),
+            "rejected_lines": sum(r.rejected_lines for r in report.rejected),
+        }
+        # raw/events may be selected alone: the rejected files are recorded all the same.
+        if RAW_EVENTS_KEY in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=RAW_EVENTS_KEY, metadata=events_metadata)
+        if REJECTED_FILES_KEY in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=REJECTED_FILES_KEY, metadata=rejected_metadata)
 
     @dg.asset(
         key=["raw", "items"],
