@@ -1,0 +1,198 @@
+"""The second stage: a LightGBM lambdarank model that orders the candidates of several
+generators from features of the user, the item and the pair.
+
+Production recommenders (the winning H&M solutions, RecTools' CandidateRankingModel)
+work in two stages: cheap generators propose a few hundred items per user, and a
+gradient-boosted ranker, trained on a time split, learns each shopper's mix of
+re-purchases and discoveries instead of a fixed number of slots.
+
+Leakage is the classic bug of this stage: every feature here is computed from the
+events strictly before the cut-off it is given (``pair_features`` filters them itself,
+whatever it is passed), and labels from the events at or after it.
+
+Everything is vectorised (pandas merges and group-bys, no loop over users or rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+# Columns of a candidates frame: one row per (user, item, source).
+CANDIDATE_COLUMNS = ("user_id", "item_id", "source", "score", "rank")
+# Columns of an events frame (purchases or weighted interactions).
+EVENT_COLUMNS = ("user_id", "item_id", "event_ts")
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    """LightGBM lambdarank settings. One thread and ``deterministic``: the same data and
+    seed give the same model, as every part of the pipeline must."""
+
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 20
+    feature_fraction: float = 0.9
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambdarank_truncation_level: int = 20
+    seed: int = 42
+    num_threads: int = 1
+
+
+@dataclass
+class TrainedRanker:
+    model: object  # lightgbm.LGBMRanker
+    features: list[str]
+    sources: list[str]
+    params: RankerParams
+
+    def importance(self) -> pd.DataFrame:
+        """Gain importance per feature, largest first."""
+        gain = self.model.booster_.feature_importance(importance_type="gain")
+        frame = pd.DataFrame({"feature": self.features, "gain": gain})
+        return frame.sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)
+
+
+def _before(events: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    return events[events["event_ts"] < cutoff]
+
+
+def _days(delta: pd.Series) -> pd.Series:
+    return delta.dt.total_seconds() / 86400.0
+
+
+def pair_features(
+    candidates: pd.DataFrame,
+    events: pd.DataFrame,
+    cutoff: pd.Timestamp | str,
+    *,
+    sources: Sequence[str],
+    item_prices: pd.Series | None = None,
+    text_similarity: Callable[[pd.DataFrame], np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """One row per candidate (user, item) with the ranker's features, from ``events``
+    before ``cutoff`` only (later events are ignored, whatever is passed).
+
+    ``events``: user_id, item_id, event_ts (a purchase each), optionally price.
+    ``candidates``: CANDIDATE_COLUMNS; a pair proposed by several sources is one row with
+    each source's score and rank (NaN where a source did not propose it).
+    ``text_similarity``: given the (user_id, item_id) pairs, the cosine of the item's
+    text to the user's history (also computed from events before the cut-off).
+    """
+    cutoff = pd.Timestamp(cutoff)
+    history = _before(events, cutoff)
+    wide = candidates.pivot_table(index=["user_id", "item_id"], columns="source", values=["score", "rank"],
+                                  aggfunc="first")  # fmt: skip
+    wide.columns = [f"{source}_{what}" for what, source in wide.columns]
+    for source in sources:  # a source that proposed nothing still has its columns
+        for what in ("score", "rank"):
+            if f"{source}_{what}" not in wide.columns:
+                wide[f"{source}_{what}"] = np.nan
+    frame = wide.reset_index()
+    frame["n_sources"] = frame[[f"{s}_rank" for s in sources]].notna().sum(axis=1).astype(np.float32)
+
+    # The pair: how often and how recently the user bought the item, and whether it is due
+    # (days since the last purchase over the user's usual gap between purchases of it).
+    days = history.assign(day=history["event_ts"].dt.floor("D"))
+    pair = days.groupby(["user_id", "item_id"]).agg(
+        ui_count=("event_ts", "size"), ui_days=("day", "nunique"), first=("event_ts", "min"), last=("event_ts", "max")
+    ).reset_index()
+    pair["ui_days_since_last"] = _days(cutoff - pair["last"])
+    span = _days(pair["last"] - pair["first"])
+    pair["ui_usual_gap"] = np.where(pair["ui_days"] > 1, span / (pair["ui_days"] - 1).clip(lower=1), np.nan)
+    pair["ui_due_ratio"] = pair["ui_days_since_last"] / pair["ui_usual_gap"]
+    frame = frame.merge(pair[["user_id", "item_id", "ui_count", "ui_days_since_last", "ui_usual_gap", "ui_due_ratio"]],
+                        on=["user_id", "item_id"], how="left")  # fmt: skip
+    frame["ui_count"] = frame["ui_count"].fillna(0)
+    frame["bought_before"] = (frame["ui_count"] > 0).astype(np.float32)
+
+    # The item: popularity over 7 and 30 days and its trend, age, price.
+    def popularity(window_days: int) -> pd.Series:
+        recent = history[history["event_ts"] >= cutoff - pd.Timedelta(days=window_days)]
+        return recent.groupby("item_id")["user_id"].nunique()
+
+    items = pd.DataFrame({"item_pop_7": popularity(7), "item_pop_30": popularity(30)})
+    first_seen = history.groupby("item_id")["event_ts"].min()
+    items = items.reindex(items.index.union(first_seen.index)).fillna(0)
+    items["item_trend"] = (items["item_pop_7"] * 30 / 7 + 1) / (items["item_pop_30"] + 1)
+    items["item_age_days"] = _days(cutoff - first_seen).reindex(items.index)
+    frame = frame.merge(items, left_on="item_id", right_index=True, how="left")
+    frame[["item_pop_7", "item_pop_30"]] = frame[["item_pop_7", "item_pop_30"]].fillna(0)
+
+    # The user: activity, recency, and the price they usually pay.
+    user = history.groupby("user_id").agg(
+        user_events=("event_ts", "size"), user_items=("item_id", "nunique"), user_last=("event_ts", "max")
+    )
+    user["user_days_since_last"] = _days(cutoff - user.pop("user_last"))
+    if "price" in history.columns:
+        user["user_median_price"] = history.groupby("user_id")["price"].median()
+    frame = frame.merge(user, left_on="user_id", right_index=True, how="left")
+    if item_prices is not None:
+        frame["price"] = frame["item_id"].map(item_prices).astype(np.float64)
+        if "user_median_price" in frame.columns:
+            frame["price_relative"] = frame["price"] / frame["user_median_price"]
+    if text_similarity is not None:
+        frame["text_similarity"] = text_similarity(frame[["user_id", "item_id"]])
+    return frame.sort_values(["user_id", "item_id"], ignore_index=True)
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("user_id", "item_id", "label")]
+
+
+def labels(frame: pd.DataFrame, events: pd.DataFrame, start: pd.Timestamp | str, end: pd.Timestamp | str) -> np.ndarray:
+    """1 where the user bought the item in [start, end), else 0 (aligned with ``frame``)."""
+    window = events[(events["event_ts"] >= pd.Timestamp(start)) & (events["event_ts"] < pd.Timestamp(end))]
+    bought = window[["user_id", "item_id"]].drop_duplicates().assign(label=1)
+    return frame[["user_id", "item_id"]].merge(bought, how="left", on=["user_id", "item_id"])["label"].fillna(0).to_numpy(np.int32)
+
+
+def train_ranker(frames: Sequence[pd.DataFrame], params: RankerParams = RankerParams(),
+                 sources: Sequence[str] = ()) -> TrainedRanker:  # fmt: skip
+    """Fit lambdarank on one or more labelled feature frames (one per cut-off), grouped
+    by (cut-off, user). Users without a single positive among their candidates carry no
+    ranking signal and are left out of training."""
+    import lightgbm as lgb
+
+    parts = []
+    for k, frame in enumerate(frames):
+        positives = frame.groupby("user_id")["label"].transform("max") > 0
+        parts.append(frame[positives].assign(_cutoff=k))
+    data = pd.concat(parts, ignore_index=True).sort_values(["_cutoff", "user_id", "item_id"], ignore_index=True)
+    features = feature_columns(data.drop(columns="_cutoff"))
+    groups = data.groupby(["_cutoff", "user_id"], sort=False).size().to_numpy()
+    settings = asdict(params)
+    model = lgb.LGBMRanker(
+        objective="lambdarank",
+        n_estimators=settings.pop("n_estimators"),
+        learning_rate=settings.pop("learning_rate"),
+        num_leaves=settings.pop("num_leaves"),
+        min_child_samples=settings.pop("min_child_samples"),
+        random_state=settings.pop("seed"),
+        n_jobs=settings.pop("num_threads"),
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+        **settings,
+    )
+    model.fit(data[features], data["label"], group=groups)
+    return TrainedRanker(model, features, list(sources), params)
+
+
+def rank_candidates(ranker: TrainedRanker, frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` best candidates per user by the ranker's score: user_id, item_id, score,
+    rank (1 = best), and ``source`` = the generator that ranked the item highest."""
+    scored = frame[["user_id", "item_id"]].copy()
+    scored["score"] = ranker.model.predict(frame[ranker.features], num_threads=ranker.params.num_threads)
+    if ranker.sources:
+        ranks = frame[[f"{s}_rank" for s in ranker.sources]].to_numpy(np.float64)
+        best = np.nanargmin(np.where(np.isnan(ranks), np.inf, ranks), axis=1)
+        scored["source"] = np.asarray(ranker.sources, dtype=object)[best]
+    scored = scored.sort_values(["user_id", "score", "item_id"], ascending=[True, False, True], ignore_index=True)
+    scored["rank"] = scored.groupby("user_id").cumcount() + 1
+    return scored[scored["rank"] <= n].reset_index(drop=True)

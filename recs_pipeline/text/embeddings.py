@@ -1,0 +1,104 @@
+"""WordLlama embeddings of the catalogue's text, and what is computed from them.
+
+WordLlama (``wordllama`` on PyPI) is a token-embedding model distilled from LLaMA 2's
+token embeddings: a text's vector is the pooled embeddings of its tokens, 256
+dimensions, 16 MB of weights shipped inside the package. It runs on the CPU in
+well under a second for tens of thousands of descriptions and never downloads
+anything here: its default ``load()`` looks for the tokenizer in the wrong folder
+and then tries the internet, so it is loaded from the package's own folder with
+downloads disabled.
+
+Every vector is L2-normalised, so a dot product is a cosine similarity, and every
+computation over users or items is a matrix product in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recs_pipeline.ml.scoring import DEFAULT_BATCH_SIZE, Ranked, rank_score_batches
+
+EMBEDDING_DIM = 256
+
+
+@lru_cache(maxsize=1)
+def _model():
+    import wordllama
+    from wordllama import WordLlama
+
+    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True, dim=EMBEDDING_DIM)
+
+
+def item_texts(titles: pd.Series, descriptions: pd.Series) -> list[str]:
+    """The text embedded for each item: its title, and its description when that says more."""
+    title = titles.fillna("").astype(str).str.strip()
+    description = descriptions.fillna("").astype(str).str.strip()
+    same = description.str.lower() == title.str.lower()
+    return (title.where(same | (description == ""), title + ". " + description)).str.lower().tolist()
+
+
+def embed_texts(texts: Sequence[str]) -> np.ndarray:
+    """One L2-normalised float32 vector per text (zeros for an empty text)."""
+    vectors = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+    present = np.flatnonzero([bool(str(t).strip()) for t in texts])
+    if len(present):
+        vectors[present] = np.asarray(_model().embed([texts[i] for i in present], norm=True), dtype=np.float32)
+    return vectors
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+
+
+def user_profiles(history: sp.csr_matrix, item_vectors: np.ndarray) -> np.ndarray:
+    """Each user's text profile: the weighted mean of the vectors of the items in their
+    ``history`` row (users x items, e.g. recency-decayed purchase counts), normalised."""
+    return _normalise(np.asarray(history @ item_vectors, dtype=np.float32))
+
+
+def text_candidates(
+    profiles: np.ndarray,
+    item_vectors: np.ndarray,
+    users: np.ndarray,
+    n: int,
+    exclude: sp.csr_matrix | None = None,
+    item_mask: np.ndarray | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Ranked:
+    """The ``n`` items whose text is closest (cosine) to each user's profile. Users with
+    no history (a zero profile) get no candidates from this source."""
+    active = users[np.abs(profiles[users]).sum(axis=1) > 0]
+
+    def batches():
+        for start in range(0, len(active), batch_size):
+            batch = active[start : start + batch_size]
+            yield batch, profiles[batch] @ item_vectors.T
+
+    return rank_score_batches(batches(), n, exclude=exclude, item_mask=item_mask)
+
+
+def pair_similarity(profiles: np.ndarray, item_vectors: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Cosine of item ``items[k]`` to the profile of user ``users[k]``, for each k."""
+    return np.einsum("ij,ij->i", profiles[users], item_vectors[items])
+
+
+def text_clusters(item_vectors: np.ndarray, k: int, seed: int = 42) -> np.ndarray:
+    """A theme (0..k-1) per item by k-means on the text vectors (spherical: on the unit
+    sphere, so by cosine); items without text get -1. Same vectors and seed, same themes."""
+    from scipy.cluster.vq import kmeans2
+
+    has_text = np.abs(item_vectors).sum(axis=1) > 0
+    labels = np.full(len(item_vectors), -1, dtype=np.int64)
+    k = min(k, int(has_text.sum()))
+    if k == 0:
+        return labels
+    _, found = kmeans2(item_vectors[has_text].astype(np.float64), k, seed=np.random.default_rng(seed), minit="++")
+    labels[has_text] = found
+    return labels
