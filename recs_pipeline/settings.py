@@ -197,6 +197,7 @@ class Settings:
     model: ModelSettings = field(default_factory=lambda: ModelSettings())
     experiment: ExperimentSettings = field(default_factory=lambda: ExperimentSettings())
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings())
+    sql: SqlSettings = field(default_factory=lambda: SqlSettings())  # recs sql limits (below)
 
     @property
     def erasure_requests_path(self) -> Path:
@@ -218,6 +219,7 @@ class Settings:
             "source_timezone": self.source.timezone,
             "max_event_age_days": self.max_event_age_days,
             "timestamp_formats": list(self.source.timestamp_format),
+            "top_n": self.model.top_n,
         }
 
 
@@ -320,4 +322,54 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             erasure_requests_dir=privacy.get("erasure_requests_dir", "erasure_requests"),
         ),
     )
+    settings = replace(settings, sql=sql_settings(toml.get("sql", {}), env))
     return settings
+
+
+# --- recs sql: the guard rails of queries typed by a person ---------------------------
+
+_SIZE = r"^\s*\d+(\.\d+)?\s*(b|bytes|kb|mb|gb|tb|kib|mib|gib|tib)\s*$"
+
+
+@dataclass(frozen=True)
+class SqlSettings:
+    """Limits of one ``recs sql`` query (``[sql]`` in the TOML file, or ``RECS_SQL_*``):
+    a runaway query is stopped instead of hanging the machine or the nightly run."""
+
+    # Statement timeout in seconds (0: none). RECS_SQL_TIMEOUT_S.
+    timeout_s: float = 60.0
+    # DuckDB memory_limit of the query's connection, e.g. "2GB". RECS_SQL_MEMORY_LIMIT.
+    memory_limit: str = "2GB"
+    # DuckDB threads of the query's connection. RECS_SQL_THREADS.
+    threads: int = 2
+    # Temporary files a sort or join that does not fit in memory may spill to disk
+    # (DuckDB max_temp_directory_size; by default 90% of the free disk). RECS_SQL_SPILL_LIMIT.
+    spill_limit: str = "4GB"
+
+
+def sql_settings(section: dict[str, Any], env: dict[str, str]) -> SqlSettings:
+    """``[sql]`` of the TOML file, overridden by ``RECS_SQL_TIMEOUT_S``,
+    ``RECS_SQL_MEMORY_LIMIT``, ``RECS_SQL_THREADS``, ``RECS_SQL_SPILL_LIMIT``."""
+    import re
+
+    values = {**SqlSettings().__dict__, **section}
+    for name in ("timeout_s", "memory_limit", "threads", "spill_limit"):
+        if env.get(f"RECS_SQL_{name.upper()}"):
+            values[name] = env[f"RECS_SQL_{name.upper()}"]
+    unknown = set(values) - set(SqlSettings().__dict__)
+    if unknown:
+        raise ValueError(f"[sql] has unknown key(s) {', '.join(sorted(unknown))}")
+    sql = SqlSettings(
+        timeout_s=float(values["timeout_s"]),
+        memory_limit=str(values["memory_limit"]).strip(),
+        threads=int(values["threads"]),
+        spill_limit=str(values["spill_limit"]).strip(),
+    )
+    if sql.timeout_s < 0:
+        raise ValueError(f"sql timeout_s must be >= 0 (0: no timeout): {sql.timeout_s!r}")
+    if sql.threads < 1:
+        raise ValueError(f"sql threads must be >= 1: {sql.threads!r}")
+    for name in ("memory_limit", "spill_limit"):
+        if not re.match(_SIZE, getattr(sql, name), re.IGNORECASE):
+            raise ValueError(f"sql {name} must be a size such as 2GB or 512MB: {getattr(sql, name)!r}")
+    return sql

@@ -19,8 +19,10 @@ import fcntl
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -135,22 +137,107 @@ def connection(
 
 
 @contextmanager
-def analyst_connection(path: Path | str, lock_timeout_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def analyst_connection(
+    path: Path | str,
+    lock_timeout_s: float = 30.0,
+    *,
+    memory_limit: str | None = "2GB",
+    threads: int | None = 2,
+    spill_limit: str | None = "4GB",
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for queries typed by a person (``recs sql``): read-only, and without
     access to the file system (no reading or writing other files, no ATTACH, no
-    extensions), with the settings locked so a query cannot switch that back on."""
-    con = _retry_on_lock(
-        lambda: duckdb.connect(
-            str(path), read_only=True, config={"enable_external_access": False, "autoload_known_extensions": False}
-        ),
-        lock_timeout_s,
-    )
+    extensions), with the settings locked so a query cannot switch that back on.
+
+    ``memory_limit`` and ``threads`` bound what one query may take (DuckDB's
+    ``memory_limit``, ``threads``); ``spill_limit`` bounds the temporary files DuckDB
+    writes when a sort or join does not fit (``max_temp_directory_size``; by default it
+    would fill 90% of the disk). Locked too: ``SET memory_limit`` in the query is refused.
+    ``None`` leaves DuckDB's default. The statement timeout is ``run_with_timeout``."""
+    config: dict[str, str | bool | int] = {"enable_external_access": False, "autoload_known_extensions": False}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = int(threads)
+    if spill_limit:
+        config["max_temp_directory_size"] = spill_limit
+    con = _retry_on_lock(lambda: duckdb.connect(str(path), read_only=True, config=config), lock_timeout_s)
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET lock_configuration = true")
         yield con
     finally:
         con.close()
+
+
+class StatementTimeout(TimeoutError):
+    """``run_with_timeout`` stopped a statement that ran longer than its timeout."""
+
+    def __init__(self, timeout_s: float, elapsed_s: float):
+        super().__init__(f"the statement was stopped after {elapsed_s:.1f}s (timeout {timeout_s:g}s)")
+        self.timeout_s = timeout_s
+        self.elapsed_s = elapsed_s
+
+
+@dataclass
+class QueryResult:
+    columns: list[str] | None  # None: the statement returned no result set
+    rows: list[tuple]  # the first ``max_rows`` rows (all of them without max_rows)
+    n_rows: int  # rows the statement returned in all
+
+
+def run_with_timeout(
+    con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float | None, max_rows: int | None = None
+) -> QueryResult:
+    """Run ``sql`` on ``con`` and fetch its rows, stopping it with ``con.interrupt()`` once
+    it has run ``timeout_s`` seconds (``None`` or 0: no limit); raises
+    ``StatementTimeout`` then. DuckDB has no statement timeout setting of its own.
+
+    The timeout covers fetching too: DuckDB streams a SELECT's rows, so most of a
+    query's work may happen while they are fetched. Only ``max_rows`` rows become
+    Python tuples; the others are counted (as Arrow batches) and dropped, so a query
+    returning millions of rows does not fill the Python process's memory (which
+    DuckDB's ``memory_limit`` does not cover). A watchdog thread interrupts again every
+    0.2 s after the deadline, so an interrupt that lands between two fetch calls (when
+    nothing runs, and DuckDB ignores it) is not lost."""
+    done = threading.Event()
+    fired = threading.Event()
+
+    def watchdog() -> None:
+        if done.wait(timeout_s):
+            return
+        fired.set()
+        while not done.is_set():
+            con.interrupt()
+            done.wait(0.2)
+
+    started = time.monotonic()
+    guard = threading.Thread(target=watchdog, name="sql-statement-timeout", daemon=True) if timeout_s else None
+    if guard is not None:
+        guard.start()
+    try:
+        cur = con.execute(sql)
+        if cur.description is None:
+            return QueryResult(None, [], 0)
+        columns = [d[0] for d in cur.description]
+        if max_rows is None:
+            rows = cur.fetchall()
+            return QueryResult(columns, rows, len(rows))
+        rows = cur.fetchmany(max_rows) if max_rows > 0 else []
+        rest = 0
+        if len(rows) == max_rows:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "Arrow output on a DB-API result makes an extra copy"
+                rest = sum(batch.num_rows for batch in cur.to_arrow_reader(100_000))
+        return QueryResult(columns, rows, len(rows) + rest)
+    except duckdb.InterruptException as exc:
+        if fired.is_set():
+            raise StatementTimeout(float(timeout_s or 0), time.monotonic() - started) from exc
+        raise
+    finally:
+        done.set()
+        if guard is not None:
+            guard.join()
 
 
 @contextmanager

@@ -99,6 +99,29 @@ def copy_pipeline(settings, target: Path):
     return settings_for(target, RECS_LANDING_DIR=str(target / "landing"))
 
 
+def byte_count(path: Path, value: str) -> int:
+    """Occurrences of ``value`` (ASCII) in the bytes of a file: rows, freed blocks, all."""
+    return Path(path).read_bytes().count(value.encode("ascii"))
+
+
+def privacy_rows_naming(path: Path, pseudonym: str) -> int:
+    """Rows of the privacy schema (suppression list, audit) that hold ``pseudonym``: by
+    design the only place an erased user's pseudonym stays."""
+    with connection(path, read_only=True) as con:
+        return con.execute(
+            "SELECT (SELECT count(*) FROM privacy.suppressed_users WHERE pseudonym = ?)"
+            " + (SELECT count(*) FROM privacy.erasure_log WHERE pseudonym = ?)",
+            [pseudonym, pseudonym],
+        ).fetchall()[0][0]
+
+
+def every_table_checksum(path: Path) -> dict[str, str]:
+    from .test_pipeline import table_checksum
+
+    with connection(path, read_only=True) as con:
+        return {t: table_checksum(con, t) for t in all_tables(con)}
+
+
 # --- the pipeline, built once -------------------------------------------------------
 
 
@@ -206,8 +229,20 @@ def test_retention_drops_old_line_level_rows_and_kept_days_reconcile(built, tmp_
     shutil.copy(settings.warehouse_path, copy)
     short = settings.with_overrides(warehouse_path=copy, privacy=replace(settings.privacy, retention_days=3))
     days = build_source(short).event_days()
-    with connection(copy, read_only=True) as con:
+    cutoff = date.fromordinal(days[-1].toordinal() - 3)
+    with connection(copy) as con:
         before = con.execute("SELECT count(*) FROM raw.events").fetchall()[0][0]
+        # The serving log only holds the lists of this shop's last days: add a day of lists
+        # shown before the cut-off (a copy of the first day's), which retention must drop.
+        lists = dict(con.execute(
+            "SELECT list_date, count(*) FROM serving.published_recommendations GROUP BY 1"
+        ).fetchall())  # fmt: skip
+        assert lists and min(lists) >= cutoff
+        con.execute(
+            "INSERT INTO serving.published_recommendations SELECT * REPLACE (?::DATE AS list_date) "
+            "FROM serving.published_recommendations WHERE list_date = ?",
+            [date.fromordinal(cutoff.toordinal() - 1), min(lists)],
+        )
     defs = build_defs(short)
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
@@ -216,13 +251,12 @@ def test_retention_drops_old_line_level_rows_and_kept_days_reconcile(built, tmp_
         selection=dg.AssetSelection.keys(
             ["raw", "events"], ["staging", "int_events_validated"], ["staging", "stg_events"],
             ["quality", "quarantine_events"], ["quality", "duplicate_events"], ["quality", "event_reconciliation"],
-        ),
+        ).required_multi_asset_neighbors(),  # raw/events may come with other assets of its step
         raise_on_error=False,
     )  # fmt: skip
     assert result.success
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(["raw", "events"])]
     meta = event.materialization.metadata
-    cutoff = date.fromordinal(days[-1].toordinal() - 3)
     assert str(cutoff) in meta["retention"].value
     dropped = meta["retention_rows_dropped_by_table"].value
     assert dropped["raw.events"] > 0 and meta["retention_rows_dropped"].value == sum(dropped.values())
@@ -238,6 +272,35 @@ def test_retention_drops_old_line_level_rows_and_kept_days_reconcile(built, tmp_
             "SELECT count(*), bool_and(is_balanced), sum(raw_rows) FROM quality.event_reconciliation"
         ).fetchall()[0]
         assert kept[0] == 4 and kept[1] and kept[2] == after
+        # The serving log lost the lists shown before the cut-off, and only those.
+        assert dropped["serving.published_recommendations"] == lists[min(lists)]
+        assert dict(con.execute(
+            "SELECT list_date, count(*) FROM serving.published_recommendations GROUP BY 1"
+        ).fetchall()) == lists  # fmt: skip
+
+
+def test_retention_trims_the_serving_log_by_list_date():
+    """serving.published_recommendations has no partition_date: it is trimmed by the
+    day its lists were shown, in the same transaction, the cut-off day kept."""
+    from recs_pipeline.defs.feedback import PUBLISHED_DDL
+    from recs_pipeline.privacy import apply_retention
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA raw")
+    con.execute("CREATE SCHEMA serving")
+    con.execute("CREATE TABLE raw.events AS SELECT DATE '2026-03-01' + i::INTEGER AS partition_date FROM range(10) t(i)")
+    con.execute(PUBLISHED_DDL)
+    con.execute(
+        "INSERT INTO serving.published_recommendations (list_date, user_id, rank, item_id) "
+        "SELECT DATE '2026-03-02' + (i // 3)::INTEGER, 'u_' || i, 1, 'I1' FROM range(30) t(i)"
+    )  # 3 rows a day from 03-02 to 03-11
+    report = apply_retention(con, 5)  # newest day 03-10: keep from 03-05
+    assert str(report.cutoff) == "2026-03-05"
+    assert report.rows_dropped == {"raw.events": 4, "serving.published_recommendations": 9}
+    assert con.execute("SELECT min(list_date)::VARCHAR, count(*) FROM serving.published_recommendations").fetchall() == [
+        ("2026-03-05", 21)
+    ]
+    assert apply_retention(con, None).rows_dropped == {}
 
 
 # --- (d) erasure --------------------------------------------------------------------
@@ -279,6 +342,8 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["users_erased"].value == 1 and meta["warehouse_rows_deleted"].value > 0
     assert not request.exists()  # it names the user in clear text
+    # The live file was compacted: the pseudonym's bytes are those of the privacy rows only.
+    assert 0 < byte_count(settings.warehouse_path, pseudonym) <= privacy_rows_naming(settings.warehouse_path, pseudonym)
 
     # Nothing of the user anywhere: every table and column, by pseudonym or by id
     # (the audit and the suppression list hold the pseudonym by design).
@@ -343,6 +408,83 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
     mismatched = [d for d in defects if quarantined.get((d["file"], int(d["line"]))) != d["kind"]]
     # Defect copies of the erased user's lines were removed with them, or suppressed if new.
     assert all(d["file"] == f"events/{new[0]}.csv" for d in mismatched)
+
+
+def test_erasure_compacts_the_live_warehouse_file(built, tmp_path):
+    """DuckDB's DELETE leaves the erased rows' bytes in freed blocks of the file; the
+    erasure rewrites the file, so a byte scan finds the erased user's pseudonym only in
+    the privacy schema (suppression list and audit, one row each), while another user's
+    is still there. Without the compaction the pseudonym stays in the file's bytes."""
+    from recs_pipeline.privacy import ErasureRequest, erase_users
+    from recs_pipeline.privacy.erasure import compact_warehouse
+
+    settings = copy_pipeline(built[0], tmp_path / "plain")
+    pseudonymizer = Pseudonymizer.from_settings(settings.privacy)
+    ids = shop_user_ids(settings.landing_dir)
+    by_pseudonym = dict(zip(pseudonymizer.many(ids), ids))
+    with connection(settings.warehouse_path, read_only=True) as con:
+        busiest = [u for (u,) in con.execute(
+            "SELECT user_id FROM staging.stg_events GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 2"
+        ).fetchall()]  # fmt: skip
+    erased, other = busiest
+    warehouse = settings.warehouse_path
+    before = byte_count(warehouse, erased)
+    assert before > 2 and byte_count(warehouse, other) > 0
+
+    # Without the compaction: the rows are gone from every table, not from the file.
+    erase_users(ErasureRequest([by_pseudonym[erased]], "cli"), pseudonymizer, warehouse, compact=False)
+    assert tables_mentioning(warehouse, [erased], skip_schemas=("privacy",)) == {}
+    left = byte_count(warehouse, erased)
+    assert left > privacy_rows_naming(warehouse, erased) == 2, left
+
+    # The compaction keeps every row of every table, and drops the freed bytes.
+    checksums = every_table_checksum(warehouse)
+    sizes = compact_warehouse(warehouse)
+    assert every_table_checksum(warehouse) == checksums
+    assert byte_count(warehouse, erased) <= privacy_rows_naming(warehouse, erased)
+    assert byte_count(warehouse, other) > 0
+    assert sorted(p.name for p in warehouse.parent.iterdir() if p.name.startswith(("warehouse", ".warehouse"))) == [
+        "warehouse.duckdb", "warehouse.duckdb.lock"
+    ]  # fmt: skip  (no .wal, no temporary copy)
+
+    # erase_users compacts by default, within the same request.
+    settings = copy_pipeline(built[0], tmp_path / "default")
+    report = erase_users(ErasureRequest([by_pseudonym[erased]], "cli"), pseudonymizer, settings.warehouse_path)
+    assert report.warehouse_bytes and report.warehouse_bytes[1] == settings.warehouse_path.stat().st_size
+    compacted = byte_count(settings.warehouse_path, erased)
+    assert compacted <= privacy_rows_naming(settings.warehouse_path, erased) == 2
+    assert byte_count(settings.warehouse_path, other) > 0
+    print(f"erased pseudonym in the file's bytes: {before} before, {left} after DELETE, {compacted} after compaction "
+          f"(the 2 privacy rows); file {sizes[0] / 1e6:.1f} -> {sizes[1] / 1e6:.1f} MB")
+
+
+def test_compaction_replays_a_left_over_wal_and_keeps_views(tmp_path):
+    """A writer killed before its checkpoint leaves a .wal: its committed rows are in the
+    compacted file, the .wal is gone (replayed onto the new file it would corrupt it),
+    and views naming the warehouse's catalog (as dbt's do) still work."""
+    import subprocess
+    import sys
+
+    from recs_pipeline.privacy.erasure import compact_warehouse
+
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA staging")
+        con.execute("CREATE TABLE staging.t AS SELECT i, 'u_' || i AS user_id FROM range(1000) t(i)")
+        con.execute('CREATE VIEW staging.v AS SELECT count(*) AS n FROM "warehouse"."staging"."t"')
+    crash = (
+        "import duckdb, os; con = duckdb.connect({path!r}); con.execute('PRAGMA disable_checkpoint_on_shutdown'); "
+        "con.execute(\"SET checkpoint_threshold = '10GB'\"); "
+        "con.execute(\"INSERT INTO staging.t SELECT 1000 + i, 'u_wal' FROM range(5) t(i)\"); os._exit(0)"
+    ).format(path=str(path))
+    subprocess.run([sys.executable, "-c", crash], check=True)
+    wal = Path(f"{path}.wal")
+    assert wal.exists() and wal.stat().st_size > 0
+    compact_warehouse(path)
+    assert not wal.exists()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT n FROM staging.v").fetchall() == [(1005,)]
+        assert con.execute("SELECT count(*) FROM staging.t WHERE user_id = 'u_wal'").fetchall() == [(5,)]
 
 
 # --- (e) the key --------------------------------------------------------------------

@@ -13,7 +13,10 @@ dropped in ``<landing>/erasure_requests/``). For each user, in this order:
 5. every warehouse table with a user id column loses the user's rows, and every
    ``raw_line`` mentioning the user (by pseudonym or, in rows loaded before
    pseudonymisation existed, by the original id) goes too; the audit row is written
-   in the same transaction.
+   in the same transaction;
+6. the live warehouse file is compacted: rewritten into a fresh file (``COPY FROM
+   DATABASE``) swapped in by a rename, because DuckDB's DELETE leaves the old bytes in
+   freed blocks of the file. The writer lock is held from step 5 to the swap.
 
 The audit (``privacy.erasure_log``) holds the pseudonym, never the shop's id. Steps
 are idempotent: a request that failed half-way is simply processed again.
@@ -37,7 +40,7 @@ from recs_pipeline.privacy.lines import id_pattern, rewrite_without
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, normalise_id
 from recs_pipeline.privacy.suppression import ensure_privacy_schema, suppress
 from recs_pipeline.sources.base import Source, sql_literal
-from recs_pipeline.warehouse import attach_with_retry, connection
+from recs_pipeline.warehouse import attach_with_retry, connection, writer_lock
 
 ERASURE_LOG = "privacy.erasure_log"
 ERASURE_LOG_DDL = """
@@ -77,6 +80,8 @@ class ErasureReport:
     request_id: str
     origin: str
     users: list[UserErasure]
+    # Size of the live warehouse file before and after its compaction (None: not compacted).
+    warehouse_bytes: tuple[int, int] | None = None
 
     @property
     def rows_deleted(self) -> dict[str, int]:
@@ -108,6 +113,11 @@ class ErasureReport:
             f"in {len(self.rows_deleted)} table(s), {self.snapshot_rows_deleted} snapshot row(s), "
             f"{self.lines_removed} landing line(s) in {len(self.files_rewritten)} file(s), "
             f"{len(self.models_scrubbed)} model(s) scrubbed"
+            + (
+                f"; warehouse compacted {self.warehouse_bytes[0] / 1e6:.1f} -> {self.warehouse_bytes[1] / 1e6:.1f} MB"
+                if self.warehouse_bytes
+                else ""
+            )
         )
 
 
@@ -281,6 +291,64 @@ def rebuild_snapshot_without(
     return counts
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def compact_warehouse(warehouse_path: Path, lock_timeout_s: float = 600.0) -> tuple[int, int]:
+    """Rewrite the live warehouse into a fresh file and swap it in; returns its size in
+    bytes before and after.
+
+    DuckDB's DELETE marks rows deleted and frees their blocks for reuse, but the bytes
+    stay in the file until overwritten: an erased user's pseudonym could still be read
+    from it. ``COPY FROM DATABASE`` writes only live rows (and the schemas, views,
+    macros and sequences) to a new file, as ``publish_snapshot`` does. Crash-safe: the
+    copy is written under a temporary name in the same folder, checkpointed and
+    fsynced, then ``os.replace``d over the live file, so a crash leaves the old file or
+    the new one, whole. The writer lock is held throughout, so no run writes in
+    between; a stale ``.wal`` of the live file is removed before the swap (it would be
+    replayed onto the new file). A reader holding the old file open (``recs sql
+    --live``) keeps reading the old file until it reconnects."""
+    warehouse_path = Path(warehouse_path)
+    tmp = warehouse_path.with_name(f".{warehouse_path.stem}.compact.tmp{warehouse_path.suffix}")
+    tmp_wal, live_wal = Path(f"{tmp}.wal"), Path(f"{warehouse_path}.wal")
+    # Attached under its own catalog name, so views that name it (dbt's do) still bind.
+    alias = _quote(warehouse_path.stem)
+    with writer_lock(warehouse_path, lock_timeout_s):
+        tmp.unlink(missing_ok=True)  # left by a compaction that crashed: never swapped in
+        tmp_wal.unlink(missing_ok=True)
+        try:
+            with connection(":memory:") as con:
+                # Read-write, so that a WAL left by a crashed writer is replayed and
+                # checkpointed first (the copy must hold every committed row).
+                attach_with_retry(con, f"ATTACH {sql_literal(warehouse_path)} AS {alias}", lock_timeout_s)
+                con.execute(f"CHECKPOINT {alias}")
+                before = warehouse_path.stat().st_size
+                con.execute(f"ATTACH {sql_literal(tmp)} AS compacted")
+                try:
+                    con.execute(f"COPY FROM DATABASE {alias} TO compacted")
+                    con.execute("CHECKPOINT compacted")
+                finally:
+                    con.execute("DETACH compacted")
+                    con.execute(f"DETACH {alias}")
+            if tmp_wal.exists() and tmp_wal.stat().st_size:
+                raise RuntimeError(f"{tmp_wal} is not empty after the checkpoint: the compaction is not whole")
+            tmp_wal.unlink(missing_ok=True)
+            _fsync(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the live file is untouched
+            tmp_wal.unlink(missing_ok=True)
+            raise
+        live_wal.unlink(missing_ok=True)  # checkpointed above: anything left is stale
+        os.replace(tmp, warehouse_path)
+        _fsync(warehouse_path.parent)  # the rename itself
+        return before, warehouse_path.stat().st_size
+
+
 # --- landing files --------------------------------------------------------------------
 
 
@@ -339,8 +407,11 @@ def erase_users(
     source: Source | None = None,
     owned_roots: Iterable[Path] = (),
     lock_timeout_s: float = 600.0,
+    compact: bool = True,
 ) -> ErasureReport:
-    """Carry out one erasure request everywhere (see the module docstring)."""
+    """Carry out one erasure request everywhere (see the module docstring). ``compact``:
+    rewrite the live warehouse file afterwards (step 6), so no freed block keeps the
+    erased rows' bytes."""
     originals = [i for i in dict.fromkeys(normalise_id(u) for u in request.user_ids) if i is not None]
     users = {pseudonymizer.one(i): i for i in originals}  # pseudonym -> original id
     report = ErasureReport(request.request_id, request.origin, [UserErasure(p) for p in users])
@@ -369,37 +440,41 @@ def erase_users(
 
     erased_at = datetime.now(timezone.utc).replace(tzinfo=None)
     requested_at = request.requested_at.astimezone(timezone.utc).replace(tzinfo=None)
-    with connection(warehouse_path, lock_timeout_s=lock_timeout_s) as con:
-        ensure_privacy_schema(con)
-        con.execute(ERASURE_LOG_DDL)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for pseudonym, original in users.items():
-                erasure = by_pseudonym[pseudonym]
-                erasure.rows_deleted = delete_user_rows(con, pseudonym, original)
-                con.execute(
-                    f"INSERT INTO {ERASURE_LOG} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        request.request_id,
-                        pseudonym,
-                        request.origin,
-                        pseudonymizer.key_fingerprint,
-                        requested_at,
-                        erased_at,
-                        sorted(erasure.rows_deleted),
-                        json.dumps(erasure.rows_deleted, sort_keys=True),
-                        sum(erasure.rows_deleted.values()),
-                        sum(erasure.snapshot_rows_deleted.values()),
-                        sorted(erasure.files_rewritten),
-                        sum(erasure.files_rewritten.values()),
-                        erasure.models_scrubbed,
-                    ],
-                )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("CHECKPOINT")
+    # The lock is held from the deletion to the compaction's swap: no run writes between.
+    with writer_lock(warehouse_path, lock_timeout_s):
+        with connection(warehouse_path, lock_timeout_s=lock_timeout_s) as con:
+            ensure_privacy_schema(con)
+            con.execute(ERASURE_LOG_DDL)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for pseudonym, original in users.items():
+                    erasure = by_pseudonym[pseudonym]
+                    erasure.rows_deleted = delete_user_rows(con, pseudonym, original)
+                    con.execute(
+                        f"INSERT INTO {ERASURE_LOG} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            request.request_id,
+                            pseudonym,
+                            request.origin,
+                            pseudonymizer.key_fingerprint,
+                            requested_at,
+                            erased_at,
+                            sorted(erasure.rows_deleted),
+                            json.dumps(erasure.rows_deleted, sort_keys=True),
+                            sum(erasure.rows_deleted.values()),
+                            sum(erasure.snapshot_rows_deleted.values()),
+                            sorted(erasure.files_rewritten),
+                            sum(erasure.files_rewritten.values()),
+                            erasure.models_scrubbed,
+                        ],
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("CHECKPOINT")
+        if compact:
+            report.warehouse_bytes = compact_warehouse(Path(warehouse_path), lock_timeout_s)
     if request.path is not None:
         request.path.unlink(missing_ok=True)  # it names the users in clear text
     return report

@@ -9,6 +9,10 @@ and the per-day ``quality.event_reconciliation``); rows of days before the cut-o
 deleted from all of them together, so each kept day still reconciles and no dropped
 day survives in a copy. Tables rebuilt from these (features, model, lists) follow at
 their next rebuild in the same run.
+
+Tables that accumulate history of their own by another date column are trimmed in the
+same transaction by that column (``DATED_TABLES``): ``serving.published_recommendations``,
+the log of the lists shown to the shop, by ``list_date`` (the day a list was shown).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import duckdb
 
 PARTITION_COLUMN = "partition_date"
 SKIP_SCHEMAS = ("privacy",)
+# Tables without a partition_date that keep growing day by day: table -> its date column.
+DATED_TABLES = {"serving.published_recommendations": "list_date"}
 
 
 @dataclass
@@ -58,13 +64,31 @@ def partitioned_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [f"{schema}.{name}" for schema, name in rows if schema not in SKIP_SCHEMAS]
 
 
+def dated_tables(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The ``DATED_TABLES`` that exist (and have their date column): table -> column."""
+    found = {}
+    for table, column in DATED_TABLES.items():
+        schema, name = table.split(".", 1)
+        exists = con.execute(
+            """SELECT count(*) FROM information_schema.columns c
+               JOIN information_schema.tables t USING (table_catalog, table_schema, table_name)
+               WHERE c.table_schema = ? AND c.table_name = ? AND c.column_name = ?
+                 AND t.table_type = 'BASE TABLE' AND t.table_catalog = current_database()""",
+            [schema, name, column],
+        ).fetchall()[0][0]
+        if exists:
+            found[table] = column
+    return found
+
+
 def apply_retention(con: duckdb.DuckDBPyConnection, retention_days: int | None) -> RetentionReport:
     """Delete the rows of every partitioned table older than ``retention_days`` before
-    the newest loaded day, in one transaction. ``None`` keeps everything."""
+    the newest loaded day, and those of the ``DATED_TABLES`` by their date column, in
+    one transaction. ``None`` keeps everything."""
     report = RetentionReport(retention_days)
     if retention_days is None:
         return report
-    tables = partitioned_tables(con)
+    tables = {table: PARTITION_COLUMN for table in partitioned_tables(con)}
     if "raw.events" not in tables:
         return report
     newest = con.execute("SELECT max(partition_date) FROM raw.events").fetchall()[0][0]
@@ -72,13 +96,14 @@ def apply_retention(con: duckdb.DuckDBPyConnection, retention_days: int | None) 
         return report
     report.newest_day = newest
     report.cutoff = newest - timedelta(days=retention_days)
+    tables.update({t: c for t, c in dated_tables(con).items() if t not in tables})
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in tables:
-            # table comes from information_schema, quoted per part.
+        for table, column in tables.items():
+            # table comes from information_schema, quoted per part; column from code.
             schema, name = table.split(".", 1)
             n = con.execute(
-                f'DELETE FROM "{schema}"."{name}" WHERE {PARTITION_COLUMN} < ?', [report.cutoff]
+                f'DELETE FROM "{schema}"."{name}" WHERE "{column}" < ?', [report.cutoff]
             ).fetchall()[0][0]
             if n:
                 report.rows_dropped[table] = int(n)
