@@ -236,13 +236,35 @@ def failure_lines(result) -> list[str]:
             error = event.event_specific_data.error
             while error.cause is not None:
                 error = error.cause
+            if error.cls_name == "DagsterAssetCheckFailedError":
+                continue  # the failed check has a line of its own
             message = error.message.strip().splitlines()
-            first = re.sub(r"^(?:\w+\.)+(?=\w+(?:Error|Exception|Failure):)", "", message[0]) if message else "failed"
+            first = re.sub(r"^(?:\w+\.)+(?=\w*(?:Error|Exception|Failure):)", "", message[0]) if message else "failed"
+            # A Failure raised on purpose carries its own one-line description.
+            first = re.sub(r"^Failure: ", "", first)
             lines.append(f"{event.step_key}: {first}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
             data = event.event_specific_data
-            lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")
+            why = f": {data.description}" if getattr(data, "description", None) else ""
+            lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed{why}")
     return lines
+
+
+def rejected_files(settings: Settings, start: date | None, end: date | None) -> list[tuple]:
+    """The files of the run's days that the load refused and no later delivery replaced."""
+    from recs_pipeline.warehouse import connection, table_exists
+
+    if not settings.warehouse_path.exists():
+        return []
+    with connection(settings.warehouse_path, read_only=True) as con:
+        if not table_exists(con, "quality.rejected_files"):
+            return []
+        return con.execute(
+            "SELECT partition_date, source_file, reason FROM quality.rejected_files "
+            "WHERE resolved_at IS NULL AND partition_date BETWEEN coalesce(?, DATE '0001-01-01') "
+            "AND coalesce(?, DATE '9999-12-31') ORDER BY 1",
+            [start, end],
+        ).fetchall()
 
 
 def loaded_days(settings: Settings) -> set[date]:
@@ -276,12 +298,23 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
               "set a secret key for real data (docs/privacy.md)", file=sys.stderr)
     result = run_pipeline(settings, start, end, args.select, progress=not args.quiet)
     elapsed = time.perf_counter() - t0
+    rejected = rejected_files(settings, start, end)
     if not result.success:
         for line in failure_lines(result):
             print(f"  - {line}", file=sys.stderr)
         raise CliError(f"the run failed after {elapsed:.0f}s", "see the lines above; rerun with --debug for logs")
-    print(f"\nrun succeeded in {elapsed:.1f}s; warehouse: {settings.warehouse_path}\n")
+    print(f"\nrun succeeded in {elapsed:.1f}s{' for the other days' if rejected else ''}; "
+          f"warehouse: {settings.warehouse_path}\n")
     print_summary(settings)
+    if rejected:
+        for day, source_file, reason in rejected:
+            print(f"  - rejected {source_file or '(no file)'} ({day}): {reason}", file=sys.stderr)
+        files = ", ".join(f"{f or d}" for d, f, _ in rejected)
+        raise CliError(
+            f"{len(rejected)} file(s) rejected, the other days loaded: {files}",
+            "fix or re-deliver each file, then `recs run --start DAY`; "
+            "recs sql \"SELECT * FROM quality.rejected_files WHERE resolved_at IS NULL\"",
+        )
 
 
 def print_summary(settings: Settings) -> None:
@@ -292,11 +325,12 @@ def print_summary(settings: Settings) -> None:
         _print_table(["table", "rows"], [(t, f"{n:,}") for t, n in rows])
         if table_exists(con, "quality.event_reconciliation"):
             r = con.execute(
-                "SELECT sum(raw_rows), sum(clean_rows), sum(quarantined_rows), sum(duplicate_rows), bool_and(is_balanced) "
-                "FROM quality.event_reconciliation"
+                "SELECT sum(raw_rows), sum(clean_rows), sum(quarantined_rows), sum(duplicate_rows), bool_and(is_balanced), "
+                "sum(rejected_lines), sum(rejected_files) FROM quality.event_reconciliation"
             ).fetchall()[0]
+            rejected = f"; {r[5]:,} lines of {r[6]} rejected file(s) (quality.rejected_files)" if r[5] or r[6] else ""
             print(f"\nreconciliation: raw {r[0]:,} = clean {r[1]:,} + quarantined {r[2]:,} + duplicates {r[3]:,} -> "
-                  f"{'balanced' if r[4] else 'NOT BALANCED'}")
+                  f"{'balanced' if r[4] else 'NOT BALANCED'}{rejected}")
         print(f"\nexample query (recs sql \"...\"):\n{EXAMPLE_QUERY}\n")
         cur = con.execute(EXAMPLE_QUERY)
         _print_table([d[0] for d in cur.description], cur.fetchall())
@@ -365,25 +399,47 @@ def readable_warehouse(settings: Settings, live: bool = False) -> Path:
 
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> None:
-    from recs_pipeline.warehouse import connection
-
-    from recs_pipeline.warehouse import analyst_connection
+    from recs_pipeline.warehouse import StatementTimeout, analyst_connection, run_with_timeout
 
     import duckdb
 
-    with analyst_connection(readable_warehouse(settings, args.live)) as con:
+    limits = settings.sql
+    with analyst_connection(
+        readable_warehouse(settings, args.live),
+        memory_limit=limits.memory_limit,
+        threads=limits.threads,
+        spill_limit=limits.spill_limit,
+    ) as con:
         try:
-            cur = con.execute(args.query)
+            result = run_with_timeout(con, args.query, limits.timeout_s, max_rows=max(args.max_rows, 0))
+        except StatementTimeout:
+            raise CliError(
+                f"the query was stopped after {limits.timeout_s:g} s "
+                "(statement timeout; set RECS_SQL_TIMEOUT_S or [sql] timeout_s)",
+                "filter or aggregate more (WHERE, LIMIT), or raise the timeout for this query: "
+                "RECS_SQL_TIMEOUT_S=300 recs sql ...",
+            ) from None
+        except duckdb.OutOfMemoryException as exc:
+            spilled = "max_temp_directory_size" in str(exc)
+            raise CliError(
+                f"the query needs more than {limits.memory_limit} of memory"
+                + (f" and {limits.spill_limit} of temporary disk" if spilled else "")
+                + " (memory limit; set RECS_SQL_MEMORY_LIMIT or [sql] memory_limit"
+                + (", RECS_SQL_SPILL_LIMIT or [sql] spill_limit)" if spilled else ")"),
+                "filter before joining or sorting, select fewer columns, or raise the limit for this query: "
+                "RECS_SQL_MEMORY_LIMIT=8GB recs sql ...",
+            ) from None
         except duckdb.Error as exc:
             raise CliError(
                 str(exc).splitlines()[0],
                 "recs sql is read-only and cannot read or write other files; the tables are described in docs/tables.md",
             ) from exc
-        if cur.description is None:
-            print("(statement ran; it returned no rows)")
-            return
-        _print_table([d[0] for d in cur.description], cur.fetchall(), max_rows=args.max_rows)
-
+    if result.columns is None:
+        print("(statement ran; it returned no rows)")
+        return
+    _print_table(result.columns, result.rows, max_rows=args.max_rows)
+    if result.n_rows > len(result.rows):
+        print(f"... {result.n_rows - len(result.rows)} more rows")
 
 def cmd_recommend(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.privacy import Pseudonymizer
@@ -400,14 +456,41 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> None:
             candidates,
         )
         rows = cur.fetchall()
-        if not rows:
+        if rows:
+            _print_table([d[0] for d in cur.description], rows)
+            return
+        from recs_pipeline.warehouse import table_exists
+
+        if not table_exists(con, "serving.fallback_recommendations"):
             raise CliError(
                 f"no recommendations for user {args.user_id!r}",
                 "check the id (the shop's id, e.g. U000042, or its pseudonym: "
                 "recs sql \"SELECT user_id FROM serving.recommendations LIMIT 5\"); "
                 "RECS_PSEUDONYM_KEY must be the key the pipeline ran with",
             )
-        _print_table([d[0] for d in cur.description], rows)
+        # A shopper never seen before: the list of what we know of them (--country, or the
+        # profile of a known user without a list), else the global one.
+        known = con.execute(
+            "SELECT country, age_band, segment FROM features.user_features WHERE user_id IN (?, ?) LIMIT 1", candidates
+        ).fetchall()
+        wanted = [("country", args.country)] if args.country else []
+        if known:
+            wanted += [(kind, value) for kind, value in zip(("country", "age_band", "segment"), known[0]) if value]
+        wanted.append(("global", "*"))
+        query = """SELECT f.rank, f.item_id, coalesce(i.title, '') AS title, i.category, round(i.price, 2) AS price,
+                          'fallback_' || f.segment_kind AS strategy, f.reason
+                   FROM serving.fallback_recommendations f LEFT JOIN features.item_features i USING (item_id)
+                   WHERE f.segment_kind = ? AND f.segment_value = ? ORDER BY f.rank"""
+        for kind, value in wanted:
+            cur = con.execute(query, [kind, value])
+            rows = cur.fetchall()
+            if rows:
+                label = "everyone" if kind == "global" else f"{kind.replace('_', ' ')} {value}"
+                print(f"user {args.user_id!r} has no list of their own yet (a shopper the last run has not seen): "
+                      f"the list for {label}", file=sys.stderr)
+                _print_table([d[0] for d in cur.description], rows)
+                return
+        raise CliError(f"no recommendations for user {args.user_id!r}, and no fallback list", "run `recs run` first")
 
 
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> None:
@@ -486,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("recommend", help="print a user's list with the reasons")
     rec.add_argument("user_id", help="the shop's user id (or its pseudonym)")
+    rec.add_argument("--country", help="for a shopper never seen before: the list of this country")
     rec.add_argument("--live", action="store_true", help="read the live warehouse, not the published snapshot")
     rec.set_defaults(func=cmd_recommend)
 

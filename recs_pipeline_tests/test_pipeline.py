@@ -297,9 +297,52 @@ def test_cli_reads_the_published_snapshot(built, monkeypatch, capsys):
     assert main(["sql", "SELECT count(*) AS n FROM quality.event_reconciliation WHERE NOT is_balanced"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].strip() == "0"
 
-    assert main(["recommend", "no-such-user"]) == 1
-    err = capsys.readouterr().err
-    assert "error: no recommendations for user 'no-such-user'" in err and "hint:" in err and "Traceback" not in err
+    # A shopper the pipeline has never seen gets the fallback list, with its reason.
+    assert main(["recommend", "no-such-user"]) == 0
+    out = capsys.readouterr()
+    assert "no list of their own yet" in out.err and "the list for everyone" in out.err
+    assert out.out.count("\n") == 2 + settings.model.top_n and "fallback_global" in out.out
+    assert "Popular with shoppers in the last 30 days" in out.out and "Traceback" not in out.err
+    with connection(settings.warehouse_path, read_only=True) as con:
+        country = con.execute(
+            "SELECT segment_value FROM serving.fallback_recommendations WHERE segment_kind = 'country' "
+            "ORDER BY segment_value LIMIT 1"
+        ).fetchall()[0][0]
+    assert main(["recommend", "no-such-user", "--country", country]) == 0
+    out = capsys.readouterr()
+    assert f"the list for country {country}" in out.err and f"of your country ({country})" in out.out
+
+
+def test_fallback_lists_cover_every_segment_with_in_stock_best_sellers(built):
+    """serving.fallback_recommendations: a global list and one per country, age band and
+    segment, each the segment's most bought in-stock items of the last 30 days."""
+    settings, _, _, _ = built
+    n = settings.model.top_n
+    with connection(settings.warehouse_path, read_only=True) as con:
+        lists = con.execute(
+            "SELECT segment_kind, count(DISTINCT segment_value), min(n), max(n) FROM (SELECT segment_kind, "
+            "segment_value, count(*) AS n FROM serving.fallback_recommendations GROUP BY ALL) GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        countries = con.execute(
+            "SELECT count(DISTINCT country) FROM features.user_features WHERE country IS NOT NULL"
+        ).fetchall()[0][0]
+        out_of_stock = con.execute(
+            "SELECT count(*) FROM serving.fallback_recommendations JOIN features.item_features USING (item_id) "
+            "WHERE NOT in_stock"
+        ).fetchall()[0][0]
+        # The global list, recomputed: distinct buyers of the last 30 days, in-stock items.
+        expected = con.execute(
+            f"""SELECT item_id FROM staging.stg_events JOIN features.item_features USING (item_id)
+                WHERE event_type = 'purchase' AND NOT is_anonymous AND in_stock
+                  AND event_date > (SELECT max(event_date) FROM staging.stg_events) - INTERVAL 30 DAY
+                GROUP BY item_id ORDER BY count(DISTINCT user_id) DESC, item_id LIMIT {n}"""
+        ).fetchall()
+        got = con.execute(
+            "SELECT item_id FROM serving.fallback_recommendations WHERE segment_kind = 'global' ORDER BY rank"
+        ).fetchall()
+    kinds = {kind: (values, lo, hi) for kind, values, lo, hi in lists}
+    assert kinds["global"] == (1, n, n) and kinds["country"][0] == countries and set(kinds) >= {"global", "country", "age_band"}
+    assert out_of_stock == 0 and got == expected
 
 
 def test_report_writes_a_self_contained_html_file_with_charts(built, tmp_path):

@@ -28,6 +28,7 @@ GROUP_BY_SCHEMA = {
     "features": "features",
     "marketing": "marketing",
     "feedback": "feedback",
+    "serving": "serving",
 }
 
 
