@@ -276,16 +276,18 @@ def build_ml_assets(settings: Settings) -> list:
         baseline_name, baseline = report.best_baseline()
         return dg.MaterializeResult(
             metadata={
-                **{f"{s}/{m}": dg.MetadataValue.float(float(v)) for s, ms in report.metrics.items() for m, v in ms.items()
-                   if m != "n_users"},
-                "repeat_share": dg.MetadataValue.float(report.repeat_share),
+                # One strategy x metric table first; then each number on its own (rounded:
+                # the UI plots these across runs, and 17 digits say nothing more).
+                "metrics": dg.MetadataValue.md(
+                    pd.DataFrame(report.metrics).T.drop(columns="n_users", errors="ignore").round(4).to_markdown()
+                ),
+                **{f"{s}/{m}": dg.MetadataValue.float(round(float(v), 4)) for s, ms in report.metrics.items()
+                   for m, v in ms.items() if m != "n_users"},
+                "repeat_share": dg.MetadataValue.float(round(report.repeat_share, 4)),
                 "eval_users": report.n_eval_users,
                 "holdout_users": report.n_holdout_users,
                 "best_baseline": f"{baseline_name} ({key} {baseline:.4f})",
                 "training": training_description(report.training),
-                "metrics": dg.MetadataValue.md(
-                    pd.DataFrame(report.metrics).T.round(4).to_markdown()
-                ),
                 "precision_recall_curves": dg.MetadataValue.md(curves_chart(report.curves)),
             }
         )

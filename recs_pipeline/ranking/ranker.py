@@ -21,10 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-# Columns of a candidates frame: one row per (user, item, source).
-CANDIDATE_COLUMNS = ("user_id", "item_id", "source", "score", "rank")
-# Columns of an events frame (purchases or weighted interactions).
-EVENT_COLUMNS = ("user_id", "item_id", "event_ts")
+# A candidates frame: one row per (user, item, generator) - candidate_frame's columns
+# plus ``generator``. An events frame: user_id, item_id, event_ts (a purchase each).
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class RankerParams:
 class TrainedRanker:
     model: object  # lightgbm.LGBMRanker
     features: list[str]
-    sources: list[str]
+    generators: list[str]
     params: RankerParams
 
     def importance(self) -> pd.DataFrame:
@@ -71,7 +69,7 @@ def pair_features(
     events: pd.DataFrame,
     cutoff: pd.Timestamp | str,
     *,
-    sources: Sequence[str],
+    generators: Sequence[str],
     item_prices: pd.Series | None = None,
     text_similarity: Callable[[pd.DataFrame], np.ndarray] | None = None,
 ) -> pd.DataFrame:
@@ -79,22 +77,22 @@ def pair_features(
     before ``cutoff`` only (later events are ignored, whatever is passed).
 
     ``events``: user_id, item_id, event_ts (a purchase each), optionally price.
-    ``candidates``: CANDIDATE_COLUMNS; a pair proposed by several sources is one row with
-    each source's score and rank (NaN where a source did not propose it).
+    ``candidates``: user_id, item_id, generator, score, rank; a pair proposed by several generators is one row with
+    each source's score and rank (NaN where a generator did not propose it).
     ``text_similarity``: given the (user_id, item_id) pairs, the cosine of the item's
     text to the user's history (also computed from events before the cut-off).
     """
     cutoff = pd.Timestamp(cutoff)
     history = _before(events, cutoff)
-    wide = candidates.pivot_table(index=["user_id", "item_id"], columns="source", values=["score", "rank"],
+    wide = candidates.pivot_table(index=["user_id", "item_id"], columns="generator", values=["score", "rank"],
                                   aggfunc="first")  # fmt: skip
-    wide.columns = [f"{source}_{what}" for what, source in wide.columns]
-    for source in sources:  # a source that proposed nothing still has its columns
+    wide.columns = [f"{generator}_{what}" for what, generator in wide.columns]
+    for generator in generators:  # a generator that proposed nothing still has its columns
         for what in ("score", "rank"):
-            if f"{source}_{what}" not in wide.columns:
-                wide[f"{source}_{what}"] = np.nan
+            if f"{generator}_{what}" not in wide.columns:
+                wide[f"{generator}_{what}"] = np.nan
     frame = wide.reset_index()
-    frame["n_sources"] = frame[[f"{s}_rank" for s in sources]].notna().sum(axis=1).astype(np.float32)
+    frame["n_generators"] = frame[[f"{s}_rank" for s in generators]].notna().sum(axis=1).astype(np.float32)
 
     # The pair: how often and how recently the user bought the item, and whether it is due
     # (days since the last purchase over the user's usual gap between purchases of it).
@@ -121,6 +119,8 @@ def pair_features(
     items = items.reindex(items.index.union(first_seen.index)).fillna(0)
     items["item_trend"] = (items["item_pop_7"] * 30 / 7 + 1) / (items["item_pop_30"] + 1)
     items["item_age_days"] = _days(cutoff - first_seen).reindex(items.index)
+    # How often the item is bought again by those who bought it: consumables vs one-offs.
+    items["item_repeat_rate"] = (pair["ui_days"] > 1).groupby(pair["item_id"]).mean().reindex(items.index)
     frame = frame.merge(items, left_on="item_id", right_index=True, how="left")
     frame[["item_pop_7", "item_pop_30"]] = frame[["item_pop_7", "item_pop_30"]].fillna(0)
 
@@ -129,6 +129,9 @@ def pair_features(
         user_events=("event_ts", "size"), user_items=("item_id", "nunique"), user_last=("event_ts", "max")
     )
     user["user_days_since_last"] = _days(cutoff - user.pop("user_last"))
+    # The user's own mix: the share of the items they bought that they bought again.
+    user["user_repeat_share"] = (pair["ui_days"] > 1).groupby(pair["user_id"]).mean()
+    user["user_active_days"] = days.groupby("user_id")["day"].nunique()
     if "price" in history.columns:
         user["user_median_price"] = history.groupby("user_id")["price"].median()
     frame = frame.merge(user, left_on="user_id", right_index=True, how="left")
@@ -153,7 +156,7 @@ def labels(frame: pd.DataFrame, events: pd.DataFrame, start: pd.Timestamp | str,
 
 
 def train_ranker(frames: Sequence[pd.DataFrame], params: RankerParams = RankerParams(),
-                 sources: Sequence[str] = ()) -> TrainedRanker:  # fmt: skip
+                 generators: Sequence[str] = ()) -> TrainedRanker:  # fmt: skip
     """Fit lambdarank on one or more labelled feature frames (one per cut-off), grouped
     by (cut-off, user). Users without a single positive among their candidates carry no
     ranking signal and are left out of training."""
@@ -181,18 +184,18 @@ def train_ranker(frames: Sequence[pd.DataFrame], params: RankerParams = RankerPa
         **settings,
     )
     model.fit(data[features], data["label"], group=groups)
-    return TrainedRanker(model, features, list(sources), params)
+    return TrainedRanker(model, features, list(generators), params)
 
 
 def rank_candidates(ranker: TrainedRanker, frame: pd.DataFrame, n: int) -> pd.DataFrame:
     """The ``n`` best candidates per user by the ranker's score: user_id, item_id, score,
-    rank (1 = best), and ``source`` = the generator that ranked the item highest."""
+    rank (1 = best), and ``generator`` = the one that ranked the item highest."""
     scored = frame[["user_id", "item_id"]].copy()
     scored["score"] = ranker.model.predict(frame[ranker.features], num_threads=ranker.params.num_threads)
-    if ranker.sources:
-        ranks = frame[[f"{s}_rank" for s in ranker.sources]].to_numpy(np.float64)
+    if ranker.generators:
+        ranks = frame[[f"{s}_rank" for s in ranker.generators]].to_numpy(np.float64)
         best = np.nanargmin(np.where(np.isnan(ranks), np.inf, ranks), axis=1)
-        scored["source"] = np.asarray(ranker.sources, dtype=object)[best]
+        scored["generator"] = np.asarray(ranker.generators, dtype=object)[best]
     scored = scored.sort_values(["user_id", "score", "item_id"], ascending=[True, False, True], ignore_index=True)
     scored["rank"] = scored.groupby("user_id").cumcount() + 1
     return scored[scored["rank"] <= n].reset_index(drop=True)
