@@ -135,14 +135,43 @@ def read_header(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> li
     A column without a name - spreadsheet exports often end every line with ``,,`` - is
     named ``_unnamed_<column number>``: it is read like any column and mapped to nothing
     (see unnamed_columns)."""
-    with path.open("r", encoding=encoding, errors="replace", newline="") as fh:
-        first = fh.readline()
+    first = first_line(path).decode(encoding, errors="replace")
     if not first.strip():
         return []
-    names = [c.strip().lstrip("\ufeff") for c in next(csv.reader([first], delimiter=delimiter))]
+    try:
+        names = [c.strip().lstrip("\ufeff") for c in next(csv.reader([first], delimiter=delimiter, strict=True))]
+    except csv.Error:
+        # A quote or a carriage return the header cannot hold: read it as plain text so the
+        # header check names what it found.
+        names = [c.strip().strip('"').lstrip("\ufeff") for c in first.split(delimiter)]
     if len(names) > 1 or names[0]:
         names = [name or f"{UNNAMED_PREFIX}{k}" for k, name in enumerate(names, start=1)]
     return names
+
+
+def first_line(path: Path, limit: int = 1 << 20) -> bytes:
+    """The file's first physical line as parse_delimited splits lines (up to the first LF,
+    or the first CR in a file without LF), without its line break."""
+    with path.open("rb") as fh:
+        head = fh.read(limit)
+        while b"\n" not in head and len(head) % limit == 0 and head:
+            more = fh.read(limit)
+            if not more:
+                break
+            head += more
+    if b"\n" in head:
+        line = head.split(b"\n", 1)[0]
+        return line[:-1] if line.endswith(b"\r") else line
+    return head.split(b"\r", 1)[0]
+
+
+def physical_lines(path: Path) -> int:
+    """How many lines parse_delimited sees in the file (LF, CRLF, or CR-only line ends)."""
+    data = path.read_bytes()
+    if not data:
+        return 0
+    separator = b"\n" if b"\n" in data or b"\r" not in data else b"\r"
+    return data.count(separator) + (not data.endswith(separator))
 
 
 def unnamed_columns(columns: list[str]) -> list[int]:
@@ -269,11 +298,23 @@ def parse_delimited(
     if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")) or b"\r\r" in data:
         blank = [n for n in range(first_line, len(lines) + 1) if lines[n - 1] in (b"", b"\r")]
     stray_cr = b"\n" in data and data.count(b"\r") > data.count(b"\r\n") + data.endswith(b"\r")
-    if not stray_cr and _parse_with_duckdb(con, path, table, rejects, columns, delimiter, encoding, has_header,
-                                           first_line, len(lines), blank):  # fmt: skip
+    if not stray_cr and _try_duckdb(con, path, table, rejects, columns, delimiter, encoding, has_header,
+                                    first_line, len(lines), blank):  # fmt: skip
         return ParsedFile(table, rejects, columns)
     _parse_line_by_line(con, lines, table, rejects, columns, delimiter, encoding, first_line)
     return ParsedFile(table, rejects, columns)
+
+
+def _try_duckdb(con: duckdb.DuckDBPyConnection, path: Path, table: str, rejects: str, *args) -> bool:
+    """_parse_with_duckdb, or False when DuckDB's reader refuses the file outright (its
+    state machine gives up on some quote patterns): the line splitter then reads it, so
+    one odd line only ever takes itself to the rejects."""
+    try:
+        return _parse_with_duckdb(con, path, table, rejects, *args)
+    except duckdb.Error:
+        for name in (table, rejects, f"{table}_records", f"_scan_{table}", f"_err_{table}"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        return False
 
 
 def _parse_with_duckdb(
@@ -308,7 +349,7 @@ def _parse_with_duckdb(
         f"""
         CREATE TEMP TABLE {rejects} AS
         SELECT line, ltrim(any_value(csv_line), chr(13) || chr(10)) AS csv_line,
-               string_agg(DISTINCT error_type, '; ') AS error
+               string_agg(DISTINCT error_type, '; ' ORDER BY error_type) AS error
         FROM {errors} GROUP BY line
         """
     )
@@ -409,6 +450,8 @@ def _parse_line_by_line(
                 i = j  # one record over lines number..j
             else:
                 fields, error = None, "UNQUOTED VALUE"
+        if error is None and len(fields) > width and not any(fields[width:]):
+            fields = fields[:width]  # trailing empty fields (`...,z,,`), as DuckDB's reader drops them
         if error is None and len(fields) != width:
             error = "MISSING COLUMNS" if len(fields) < width else "TOO MANY COLUMNS"
         if error is not None:
@@ -592,7 +635,7 @@ def _scan_files(
         f"""
         CREATE OR REPLACE TEMP TABLE {scan}_rejects AS
         SELECT f._file, e.line, ltrim(any_value(e.csv_line), chr(13) || chr(10)) AS csv_line,
-               string_agg(DISTINCT e.error_type, '; ') AS error
+               string_agg(DISTINCT e.error_type, '; ' ORDER BY e.error_type) AS error
         FROM {errors} e JOIN {scans} s USING (scan_id, file_id)
         JOIN (VALUES {file_list}) f(path, _file) ON f.path = s.file_path
         GROUP BY f._file, e.line

@@ -30,7 +30,7 @@ from recs_pipeline.sources.base import (
     RAW_USER_COLUMNS,
     Source,
     SourceError,
-    file_lines,
+    physical_lines,
 )
 from recs_pipeline.warehouse import replace_table
 
@@ -237,7 +237,7 @@ def _rejected(source: Source, day: date, exc: Exception) -> RejectedFile:
         reason, line = f"{path}: {type(exc).__name__}: {first}", None
     n_lines = 0
     if path is not None and path.is_file():
-        n_lines = max(file_lines(path).n_lines - 1, 0)
+        n_lines = max(physical_lines(path) - 1, 0)
     relative = None
     if path is not None:
         try:
