@@ -519,7 +519,9 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> None:
     rows = [(u.pseudonym, sum(u.rows_deleted.values()), sum(u.snapshot_rows_deleted.values()),
              sum(u.files_rewritten.values()), len(u.models_scrubbed)) for u in report.users]
     _print_table(["pseudonym", "warehouse_rows", "snapshot_rows", "landing_lines", "models"], rows)
+    # The pseudonyms are shown here, once; the warehouse keeps only their SHA-256.
     print(f"\naudit: recs sql --live \"SELECT * FROM privacy.erasure_log WHERE request_id = '{report.request_id}'\"")
+    print("(the audit and the suppression list store pseudonym_sha256 = sha256(pseudonym), never the pseudonym)")
     print("the next run trains the model from scratch without the erased user(s)")
 
 

@@ -104,14 +104,18 @@ def byte_count(path: Path, value: str) -> int:
     return Path(path).read_bytes().count(value.encode("ascii"))
 
 
+def sha256_hex(pseudonym: str) -> str:
+    return hashlib.sha256(pseudonym.encode()).hexdigest()
+
+
 def privacy_rows_naming(path: Path, pseudonym: str) -> int:
-    """Rows of the privacy schema (suppression list, audit) that hold ``pseudonym``: by
-    design the only place an erased user's pseudonym stays."""
+    """Rows of the privacy schema (suppression list, audit) that name ``pseudonym`` by
+    its SHA-256 (``pseudonym_sha256``): the pseudonym itself is stored nowhere."""
     with connection(path, read_only=True) as con:
         return con.execute(
-            "SELECT (SELECT count(*) FROM privacy.suppressed_users WHERE pseudonym = ?)"
-            " + (SELECT count(*) FROM privacy.erasure_log WHERE pseudonym = ?)",
-            [pseudonym, pseudonym],
+            "SELECT (SELECT count(*) FROM privacy.suppressed_users WHERE pseudonym_sha256 = ?)"
+            " + (SELECT count(*) FROM privacy.erasure_log WHERE pseudonym_sha256 = ?)",
+            [sha256_hex(pseudonym), sha256_hex(pseudonym)],
         ).fetchall()[0][0]
 
 
@@ -342,25 +346,29 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["users_erased"].value == 1 and meta["warehouse_rows_deleted"].value > 0
     assert not request.exists()  # it names the user in clear text
-    # The live file was compacted: the pseudonym's bytes are those of the privacy rows only.
-    assert 0 < byte_count(settings.warehouse_path, pseudonym) <= privacy_rows_naming(settings.warehouse_path, pseudonym)
+    # The live file was compacted and the snapshot rebuilt: not one byte of the pseudonym
+    # is left in either; the audit and the suppression list name it by its SHA-256.
+    assert byte_count(settings.warehouse_path, pseudonym) == 0
+    assert byte_count(snapshot_path(settings.warehouse_path), pseudonym) == 0
+    assert privacy_rows_naming(settings.warehouse_path, pseudonym) == 2
 
-    # Nothing of the user anywhere: every table and column, by pseudonym or by id
-    # (the audit and the suppression list hold the pseudonym by design).
+    # Nothing of the user anywhere: every table and column, by pseudonym or by id.
     both = [pseudonym, user]
-    assert tables_mentioning(settings.warehouse_path, both, skip_schemas=("privacy",)) == {}
-    assert tables_mentioning(snapshot_path(settings.warehouse_path), both, skip_schemas=("privacy",)) == {}
-    assert tables_mentioning(settings.warehouse_path, [user]) == {}
+    assert tables_mentioning(settings.warehouse_path, both) == {}
+    assert tables_mentioning(snapshot_path(settings.warehouse_path), both) == {}
     assert files_mentioning(settings.landing_dir, both) == []
     assert files_mentioning(settings.model_dir, both) == []
     with connection(settings.warehouse_path, read_only=True) as con:
         [audit] = con.execute(
-            f"SELECT pseudonym, origin, rows_deleted, rows_deleted_total, files_rewritten, lines_removed, "
+            f"SELECT pseudonym_sha256, origin, rows_deleted, rows_deleted_total, files_rewritten, lines_removed, "
             f"snapshot_rows_deleted, models_scrubbed FROM {ERASURE_LOG}"
         ).fetchall()
-        suppressed = con.execute("SELECT pseudonym FROM privacy.suppressed_users").fetchall()
+        suppressed = con.execute("SELECT pseudonym_sha256 FROM privacy.suppressed_users").fetchall()
+        # DuckDB's sha256 is the digest the erasure stored (Python's hashlib).
+        assert con.execute("SELECT sha256(?)", [pseudonym]).fetchall() == [(sha256_hex(pseudonym),)]
     rows = json.loads(audit[2])
-    assert audit[0] == pseudonym and audit[1] == "file:ticket-42.csv" and suppressed == [(pseudonym,)]
+    assert audit[0] == sha256_hex(pseudonym) and audit[1] == "file:ticket-42.csv"
+    assert suppressed == [(sha256_hex(pseudonym),)]
     for table in ("raw.events", "raw.users", "staging.stg_events", "quality.quarantine_events",
                   "serving.recommendations", "serving.published_recommendations",
                   "feedback.served_recommendations", "feedback.attributed_events", "features.interactions"):
@@ -390,9 +398,13 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
         assert base[1] not in json.dumps(audit[7])
     else:
         assert serving_training.startswith("from scratch")
-    assert tables_mentioning(settings.warehouse_path, both, skip_schemas=("privacy",)) == {}
-    assert tables_mentioning(snapshot_path(settings.warehouse_path), both, skip_schemas=("privacy",)) == {}
+    assert tables_mentioning(settings.warehouse_path, both) == {}
+    assert tables_mentioning(snapshot_path(settings.warehouse_path), both) == {}
     assert files_mentioning(settings.model_dir, both) == []
+    # The re-delivered lines were dropped on the way in: their pseudonym never reached
+    # the file, nor the snapshot published by the run.
+    assert byte_count(settings.warehouse_path, pseudonym) == 0
+    assert byte_count(snapshot_path(settings.warehouse_path), pseudonym) == 0
     with connection(settings.warehouse_path, read_only=True) as con:
         assert con.execute("SELECT bool_and(is_balanced) FROM quality.event_reconciliation").fetchall()[0][0]
         assert con.execute("SELECT count(*) FROM serving.recommendations").fetchall()[0][0] > 0
@@ -410,11 +422,14 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
     assert all(d["file"] == f"events/{new[0]}.csv" for d in mismatched)
 
 
-def test_erasure_compacts_the_live_warehouse_file(built, tmp_path):
+def test_erasure_compacts_the_live_warehouse_file(built, tmp_path, monkeypatch, capsys):
     """DuckDB's DELETE leaves the erased rows' bytes in freed blocks of the file; the
-    erasure rewrites the file, so a byte scan finds the erased user's pseudonym only in
-    the privacy schema (suppression list and audit, one row each), while another user's
-    is still there. Without the compaction the pseudonym stays in the file's bytes."""
+    erasure rewrites the file, so a byte scan finds the erased user's pseudonym nowhere
+    (the suppression list and the audit hold its SHA-256 only), while another user's is
+    still there. Without the compaction the pseudonym stays in the file's bytes. `recs
+    erase` also rebuilds the published snapshot: not a byte of the pseudonym in it."""
+    from recs_pipeline.cli import main
+    from recs_pipeline.defs.publish import snapshot_path
     from recs_pipeline.privacy import ErasureRequest, erase_users
     from recs_pipeline.privacy.erasure import compact_warehouse
 
@@ -429,33 +444,47 @@ def test_erasure_compacts_the_live_warehouse_file(built, tmp_path):
     erased, other = busiest
     warehouse = settings.warehouse_path
     before = byte_count(warehouse, erased)
-    assert before > 2 and byte_count(warehouse, other) > 0
+    assert before > 0 and byte_count(warehouse, other) > 0
 
     # Without the compaction: the rows are gone from every table, not from the file.
     erase_users(ErasureRequest([by_pseudonym[erased]], "cli"), pseudonymizer, warehouse, compact=False)
-    assert tables_mentioning(warehouse, [erased], skip_schemas=("privacy",)) == {}
+    assert tables_mentioning(warehouse, [erased]) == {}
+    assert privacy_rows_naming(warehouse, erased) == 2  # by digest
     left = byte_count(warehouse, erased)
-    assert left > privacy_rows_naming(warehouse, erased) == 2, left
+    assert left > 0, left
 
     # The compaction keeps every row of every table, and drops the freed bytes.
     checksums = every_table_checksum(warehouse)
     sizes = compact_warehouse(warehouse)
     assert every_table_checksum(warehouse) == checksums
-    assert byte_count(warehouse, erased) <= privacy_rows_naming(warehouse, erased)
-    assert byte_count(warehouse, other) > 0
+    assert byte_count(warehouse, erased) == 0
+    assert byte_count(warehouse, other) > 0  # the scan does find a pseudonym that is there
+    assert privacy_rows_naming(warehouse, erased) == 2
     assert sorted(p.name for p in warehouse.parent.iterdir() if p.name.startswith(("warehouse", ".warehouse"))) == [
         "warehouse.duckdb", "warehouse.duckdb.lock"
     ]  # fmt: skip  (no .wal, no temporary copy)
 
-    # erase_users compacts by default, within the same request.
+    # `recs erase` compacts within the same request and rebuilds the snapshot; it shows
+    # the pseudonym on the terminal (output, not stored) and an audit query that works.
     settings = copy_pipeline(built[0], tmp_path / "default")
-    report = erase_users(ErasureRequest([by_pseudonym[erased]], "cli"), pseudonymizer, settings.warehouse_path)
-    assert report.warehouse_bytes and report.warehouse_bytes[1] == settings.warehouse_path.stat().st_size
-    compacted = byte_count(settings.warehouse_path, erased)
-    assert compacted <= privacy_rows_naming(settings.warehouse_path, erased) == 2
-    assert byte_count(settings.warehouse_path, other) > 0
-    print(f"erased pseudonym in the file's bytes: {before} before, {left} after DELETE, {compacted} after compaction "
-          f"(the 2 privacy rows); file {sizes[0] / 1e6:.1f} -> {sizes[1] / 1e6:.1f} MB")
+    snapshot = snapshot_path(settings.warehouse_path)
+    assert byte_count(snapshot, erased) > 0 and byte_count(snapshot, other) > 0
+    monkeypatch.setattr("recs_pipeline.cli.load_settings", lambda: settings)
+    assert main(["erase", by_pseudonym[erased]]) == 0
+    out = capsys.readouterr().out
+    assert erased in out and by_pseudonym[erased] not in out and "warehouse compacted" in out
+    [audit] = re.findall(r'recs sql --live "(.+)"', out)
+    for path in (settings.warehouse_path, snapshot):
+        assert byte_count(path, erased) == 0, path
+        assert byte_count(path, other) > 0, path
+    assert privacy_rows_naming(settings.warehouse_path, erased) == 2
+    assert main(["sql", "--live", audit]) == 0
+    logged = capsys.readouterr().out
+    assert "pseudonym_sha256" in logged and sha256_hex(erased)[:8] in logged and erased not in logged
+    compacted = settings.warehouse_path.stat().st_size
+    print(f"erased pseudonym in the file's bytes: {before} before, {left} after DELETE, 0 after compaction "
+          f"(privacy rows hold its SHA-256); file {sizes[0] / 1e6:.1f} -> {sizes[1] / 1e6:.1f} MB "
+          f"({compacted / 1e6:.1f} MB via recs erase)")
 
 
 def test_compaction_replays_a_left_over_wal_and_keeps_views(tmp_path):
@@ -485,6 +514,104 @@ def test_compaction_replays_a_left_over_wal_and_keeps_views(tmp_path):
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT n FROM staging.v").fetchall() == [(1005,)]
         assert con.execute("SELECT count(*) FROM staging.t WHERE user_id = 'u_wal'").fetchall() == [(5,)]
+
+
+# The privacy tables as the code before the digest made them (a clear `pseudonym`).
+OLD_SUPPRESSED_DDL = (
+    "CREATE TABLE privacy.suppressed_users (pseudonym VARCHAR PRIMARY KEY, request_id VARCHAR, suppressed_at TIMESTAMP)"
+)
+OLD_ERASURE_LOG_DDL = (
+    "CREATE TABLE privacy.erasure_log (request_id VARCHAR, pseudonym VARCHAR, origin VARCHAR, key_fingerprint VARCHAR, "
+    "requested_at TIMESTAMP, erased_at TIMESTAMP, tables_touched VARCHAR[], rows_deleted VARCHAR, "
+    "rows_deleted_total BIGINT, snapshot_rows_deleted BIGINT, files_rewritten VARCHAR[], lines_removed BIGINT, "
+    "models_scrubbed VARCHAR[])"
+)
+
+
+def _old_warehouse(path: Path, earlier: str, users: list[str]) -> None:
+    """A warehouse of the old code: ``earlier`` erased (in both privacy tables, in clear)
+    and ``users`` with 5 events each."""
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA privacy")
+        con.execute(OLD_SUPPRESSED_DDL)
+        con.execute(OLD_ERASURE_LOG_DDL)
+        con.execute(
+            "INSERT INTO privacy.suppressed_users VALUES (?, 'req-1', TIMESTAMP '2026-01-02 03:04:05')", [earlier]
+        )
+        con.execute(
+            "INSERT INTO privacy.erasure_log VALUES ('req-1', ?, 'cli', 'abcd1234', TIMESTAMP '2026-01-02', "
+            "TIMESTAMP '2026-01-02 03:04:05', ['raw.events'], '{\"raw.events\": 3}', 3, 0, [], 0, [])",
+            [earlier],
+        )
+        con.execute("CREATE SCHEMA raw")
+        con.execute("CREATE TABLE raw.events (user_id VARCHAR, n INTEGER)")
+        con.execute("INSERT INTO raw.events SELECT u.user_id, r.range FROM unnest(?) u(user_id), range(5) r", [users])
+
+
+def test_privacy_tables_of_an_old_warehouse_are_migrated_to_digests(tmp_path, monkeypatch):
+    """A warehouse (and snapshot) made before the digest: the suppression list still
+    works before the migration; the first ensure_privacy_schema rewrites both privacy
+    tables in one transaction (all or nothing); after the next erasure's compaction
+    neither file holds a byte of any erased pseudonym, the earlier one included."""
+    from recs_pipeline.privacy import ErasureRequest, erase_users
+    from recs_pipeline.privacy import suppression
+    from recs_pipeline.privacy.suppression import ensure_privacy_schema, suppress, suppressed_digests
+
+    pseudonymizer = Pseudonymizer("test-key")
+    earlier, now, kept = pseudonymizer.many(["U000001", "U000002", "U000003"])
+    path = tmp_path / "warehouse.duckdb"
+    _old_warehouse(path, earlier, [now, kept])
+    snapshot = tmp_path / "published" / "warehouse.duckdb"
+    snapshot.parent.mkdir()
+    shutil.copy(path, snapshot)
+    assert byte_count(path, earlier) > 0 and byte_count(snapshot, earlier) > 0
+
+    def columns(con, table):
+        return [c for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'privacy' AND table_name = ? "
+            "ORDER BY ordinal_position", [table]).fetchall()]  # fmt: skip
+
+    # Not migrated yet (a loader reading it): the old list gives the digests.
+    with connection(path, read_only=True) as con:
+        assert suppressed_digests(con) == {sha256_hex(earlier)}
+
+    # One transaction: a migration that fails half-way leaves both tables as they were.
+    failing = tmp_path / "failing.duckdb"
+    shutil.copy(path, failing)
+    monkeypatch.setitem(suppression.PRIVACY_TABLES, "erasure_log", "CREATE TABLE privacy.erasure_log (broken")
+    with connection(failing) as con:
+        with pytest.raises(duckdb.Error):
+            ensure_privacy_schema(con)
+        assert columns(con, "suppressed_users") == ["pseudonym", "request_id", "suppressed_at"]
+        assert columns(con, "erasure_log")[:2] == ["request_id", "pseudonym"]
+        assert con.execute("SELECT pseudonym FROM privacy.suppressed_users").fetchall() == [(earlier,)]
+    monkeypatch.undo()
+
+    with connection(path) as con:
+        ensure_privacy_schema(con)
+        assert columns(con, "suppressed_users") == ["pseudonym_sha256", "request_id", "suppressed_at"]
+        assert columns(con, "erasure_log")[:3] == ["request_id", "pseudonym_sha256", "origin"]
+        assert con.execute("SELECT * FROM privacy.suppressed_users").fetchall()[0][:2] == (sha256_hex(earlier), "req-1")
+        assert con.execute("SELECT pseudonym_sha256, rows_deleted_total FROM privacy.erasure_log").fetchall() == [
+            (sha256_hex(earlier), 3)
+        ]
+        assert suppression.migrate_privacy_tables(con) == []  # done once
+        assert suppress(con, [earlier], "req-2") == 0  # the key still holds: no second row
+        assert suppressed_digests(con) == {sha256_hex(earlier)}
+
+    report = erase_users(ErasureRequest(["U000002"], "cli"), pseudonymizer, path, snapshot_path=snapshot)
+    assert [u.pseudonym for u in report.users] == [now] and report.warehouse_bytes
+    for file in (path, snapshot):
+        assert byte_count(file, earlier) == 0 and byte_count(file, now) == 0, file
+        assert byte_count(file, kept) > 0, file  # the scan finds what is there
+    with connection(path, read_only=True) as con:
+        logged = con.execute("SELECT request_id, pseudonym_sha256, origin FROM privacy.erasure_log ORDER BY 1")
+        assert logged.fetchall() == [("req-1", sha256_hex(earlier), "cli"), (report.request_id, sha256_hex(now), "cli")]
+        assert suppressed_digests(con) == {sha256_hex(earlier), sha256_hex(now)}
+    with connection(snapshot, read_only=True) as con:
+        listed = con.execute("SELECT pseudonym_sha256 FROM privacy.suppressed_users").fetchall()
+        assert listed == [(sha256_hex(earlier),)]
+        assert con.execute("SELECT DISTINCT user_id FROM raw.events").fetchall() == [(kept,)]
 
 
 # --- (e) the key --------------------------------------------------------------------

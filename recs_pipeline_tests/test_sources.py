@@ -195,7 +195,7 @@ def test_a_range_loads_like_its_days_one_by_one(tmp_path):
     def warehouse():
         con = duckdb.connect()
         ensure_privacy_schema(con)
-        con.execute("INSERT INTO privacy.suppressed_users VALUES (?, 'r1', now()::TIMESTAMP)", [erased])
+        con.execute("INSERT INTO privacy.suppressed_users VALUES (sha256(?), 'r1', now()::TIMESTAMP)", [erased])
         return con
 
     at_once, day_by_day, legacy = warehouse(), warehouse(), warehouse()

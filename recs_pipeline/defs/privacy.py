@@ -59,7 +59,8 @@ def privacy_resource(settings: Settings) -> PrivacyResource:
     description="Erasure requests (files of user ids in <landing>/erasure_requests/, or `recs erase`) carried out: "
     "the users leave every warehouse table, the landing files the project owns, the published snapshot and the "
     "stored models, and join the suppression list that keeps them out of later loads. One audit row per user "
-    "and request, with the pseudonym only. Runs before ingest.",
+    "and request, with a SHA-256 digest of the pseudonym only (the file never holds the pseudonym itself). "
+    "Runs before ingest.",
 )
 def erasure_log(
     context: dg.AssetExecutionContext,

@@ -3,8 +3,8 @@
 A request is a list of the shop's own user ids (``recs erase U000123 ...``, or a file
 dropped in ``<landing>/erasure_requests/``). For each user, in this order:
 
-1. the pseudonym goes on the suppression list (committed first: from now on no load
-   brings the user back, even from a read-only source or a re-delivered file);
+1. the pseudonym's SHA-256 goes on the suppression list (committed first: from now on
+   no load brings the user back, even from a read-only source or a re-delivered file);
 2. the landing files the project owns are rewritten without the user's lines
    (atomically; shared and external data sets are never touched);
 3. the user is removed from every stored model (id and own embedding; the model is
@@ -18,8 +18,11 @@ dropped in ``<landing>/erasure_requests/``). For each user, in this order:
    DATABASE``) swapped in by a rename, because DuckDB's DELETE leaves the old bytes in
    freed blocks of the file. The writer lock is held from step 5 to the swap.
 
-The audit (``privacy.erasure_log``) holds the pseudonym, never the shop's id. Steps
-are idempotent: a request that failed half-way is simply processed again.
+The suppression list and the audit (``privacy.erasure_log``) hold the SHA-256 of the
+pseudonym (``pseudonym_sha256``), never the pseudonym or the shop's id, so after the
+compaction the erased pseudonym's bytes are nowhere in the file (nor in the rebuilt
+snapshot). Steps are idempotent: a request that failed half-way is simply processed
+again.
 """
 
 from __future__ import annotations
@@ -38,21 +41,30 @@ import duckdb
 from recs_pipeline.privacy.files import owned_files
 from recs_pipeline.privacy.lines import id_pattern, rewrite_without
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, normalise_id
-from recs_pipeline.privacy.suppression import ensure_privacy_schema, suppress
+from recs_pipeline.privacy.suppression import (
+    ERASURE_LOG,
+    ERASURE_LOG_DDL,
+    LEGACY_COLUMN,
+    digest_select_list,
+    ensure_privacy_schema,
+    pseudonym_digest,
+    suppress,
+    table_columns,
+)
 from recs_pipeline.sources.base import Source, sql_literal
 from recs_pipeline.warehouse import attach_with_retry, connection, writer_lock
 
-ERASURE_LOG = "privacy.erasure_log"
-ERASURE_LOG_DDL = """
-CREATE TABLE IF NOT EXISTS privacy.erasure_log (
-    request_id VARCHAR, pseudonym VARCHAR, origin VARCHAR, key_fingerprint VARCHAR,
-    requested_at TIMESTAMP, erased_at TIMESTAMP,
-    tables_touched VARCHAR[], rows_deleted VARCHAR, rows_deleted_total BIGINT,
-    snapshot_rows_deleted BIGINT, files_rewritten VARCHAR[], lines_removed BIGINT,
-    models_scrubbed VARCHAR[]
-)"""
-SKIP_SCHEMAS = ("privacy",)  # the audit and the suppression list hold pseudonyms by design
+# ERASURE_LOG and its DDL live in privacy/suppression.py (ensure_privacy_schema migrates
+# both privacy tables); imported above and re-exported from here.
+SKIP_SCHEMAS = ("privacy",)  # the audit and the suppression list: digests of pseudonyms, no user rows
 REQUEST_SUFFIXES = (".csv", ".txt")
+
+
+def ensure_erasure_log(con: duckdb.DuckDBPyConnection) -> None:
+    """The privacy schema, the suppression list and the audit table; tables made before
+    the digest (a clear ``pseudonym`` column) are migrated first, in one transaction."""
+    ensure_privacy_schema(con)
+    con.execute(ERASURE_LOG_DDL)
 
 
 @dataclass
@@ -281,7 +293,11 @@ def rebuild_snapshot_without(
             target = f"new.{_quote(schema)}.{_quote(table)}"
             columns = holding.get((schema, table))
             if not columns:
-                con.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
+                legacy = table_columns(con, table, "old") if schema == "privacy" else []
+                # A snapshot published before the digest: its privacy tables hold clear
+                # pseudonyms (earlier erasures'); the new file gets their digests.
+                select = digest_select_list(legacy) if LEGACY_COLUMN in legacy else "*"
+                con.execute(f"CREATE TABLE {target} AS SELECT {select} FROM {source}")
                 continue
             where, params = _predicate(columns, everyone, id_pattern(everyone), "_keys_all")
             con.execute(f"CREATE TABLE {target} AS SELECT * FROM {source} WHERE NOT coalesce(({where}), false)", params)
@@ -443,8 +459,7 @@ def erase_users(
     # The lock is held from the deletion to the compaction's swap: no run writes between.
     with writer_lock(warehouse_path, lock_timeout_s):
         with connection(warehouse_path, lock_timeout_s=lock_timeout_s) as con:
-            ensure_privacy_schema(con)
-            con.execute(ERASURE_LOG_DDL)
+            ensure_erasure_log(con)
             con.execute("BEGIN TRANSACTION")
             try:
                 for pseudonym, original in users.items():
@@ -454,7 +469,7 @@ def erase_users(
                         f"INSERT INTO {ERASURE_LOG} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
                             request.request_id,
-                            pseudonym,
+                            pseudonym_digest(pseudonym),  # never the pseudonym itself
                             request.origin,
                             pseudonymizer.key_fingerprint,
                             requested_at,

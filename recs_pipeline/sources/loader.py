@@ -7,8 +7,10 @@ With a :class:`~recs_pipeline.privacy.Pseudonymizer` (the Dagster assets always 
 one) user ids are replaced by keyed pseudonyms on the way in: the distinct ids of the
 load are hashed once in Python and swapped in by a join, the user field of malformed
 lines (``raw_line``) is redacted the same way, and rows of suppressed (erased) users
-are dropped. No shop user id ever reaches the warehouse. Without one, ids are loaded as
-they are (unit tests of the parsing).
+are dropped (the suppression list holds SHA-256 digests of pseudonyms: the load's
+distinct pseudonyms are hashed and flagged, never its rows). No shop user id ever
+reaches the warehouse. Without one, ids are loaded as they are (unit tests of the
+parsing).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 from recs_pipeline.privacy.files import event_line_layout
 from recs_pipeline.privacy.lines import redact_line, split_line
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, normalise_id, register_pseudonyms
-from recs_pipeline.privacy.suppression import suppressed_pseudonyms
+from recs_pipeline.privacy.suppression import names_suppressed, suppressed_digests
 from recs_pipeline.sources.base import (
     RAW_EVENT_COLUMNS,
     RAW_ITEM_COLUMNS,
@@ -58,11 +60,27 @@ _NORMALISED_USER = "NULLIF(trim(user_id), '')"  # what staging does to the id; h
 
 
 def _register_suppressed(con: duckdb.DuckDBPyConnection) -> set[str]:
-    suppressed = suppressed_pseudonyms(con)
-    con.execute("CREATE OR REPLACE TEMP TABLE _suppressed (pseudonym VARCHAR)")
+    """Flag the erased users of the load: column ``suppressed`` of ``_user_pseudonyms``
+    (one row per distinct id), true where the pseudonym's SHA-256 is on the suppression
+    list. Only the mapping is hashed, never the events; when the list is empty nothing
+    is done at all (no column: the SELECTs then have no suppression filter, see
+    :func:`_not_suppressed`). Returns the suppressed digests."""
+    suppressed = suppressed_digests(con)
     if suppressed:
-        con.executemany("INSERT INTO _suppressed VALUES (?)", [[p] for p in sorted(suppressed)])
+        con.execute("CREATE OR REPLACE TEMP TABLE _suppressed (pseudonym_sha256 VARCHAR)")
+        con.executemany("INSERT INTO _suppressed VALUES (?)", [[d] for d in sorted(suppressed)])
+        con.execute("ALTER TABLE _user_pseudonyms ADD COLUMN suppressed BOOLEAN")
+        con.execute(
+            "UPDATE _user_pseudonyms SET suppressed = true "
+            "WHERE sha256(pseudonym) IN (SELECT pseudonym_sha256 FROM _suppressed)"
+        )
     return suppressed
+
+
+def _not_suppressed(suppressed: set[str]) -> str:
+    """SQL condition keeping the rows of users not flagged by :func:`_register_suppressed`
+    (``p``: the joined ``_user_pseudonyms``); always true when nobody is suppressed."""
+    return "NOT coalesce(p.suppressed, false)" if suppressed else "true"
 
 
 def _drop_temp_tables(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
@@ -87,7 +105,7 @@ def _pseudonymised_day_sql(
     redacted = []
     for source_file, source_line, raw_line in malformed:
         text, found = redact_line(raw_line, layout, mapping, pseudonymizer.one)
-        redacted.append((source_file, source_line, text, bool(found & suppressed)))
+        redacted.append((source_file, source_line, text, names_suppressed(found, suppressed)))
     _store_redacted_lines(con, redacted, by_day=False)
     columns = ", ".join("p.pseudonym AS user_id" if c == "user_id" else f"e.{c}" for c in RAW_EVENT_COLUMNS)
     sql = f"""
@@ -98,8 +116,7 @@ def _pseudonymised_day_sql(
         LEFT JOIN _redacted_lines r
           ON e.raw_line IS NOT NULL AND r.source_line = e.source_line
          AND r.source_file IS NOT DISTINCT FROM e.source_file
-        WHERE NOT coalesce(r.suppressed, false)
-          AND (p.pseudonym IS NULL OR p.pseudonym NOT IN (SELECT pseudonym FROM _suppressed))
+        WHERE NOT coalesce(r.suppressed, false) AND {_not_suppressed(suppressed)}
     """
     return sql, len(mapping), suppressed
 
@@ -391,8 +408,7 @@ def _pseudonymised_range_sql(
         LEFT JOIN _redacted_lines r
           ON e.raw_line IS NOT NULL AND r.partition_date = e.partition_date AND r.source_line = e.source_line
          AND r.source_file IS NOT DISTINCT FROM e.source_file
-        WHERE NOT coalesce(r.suppressed, false)
-          AND (p.pseudonym IS NULL OR p.pseudonym NOT IN (SELECT pseudonym FROM _suppressed))
+        WHERE NOT coalesce(r.suppressed, false) AND {_not_suppressed(suppressed)}
     """
     return sql, users, suppressed
 
@@ -433,7 +449,7 @@ def _register_redacted_lines(
     redacted = []
     for day, source_file, source_line, raw_line in malformed:
         text, found = redact_line(raw_line, layouts[day], known[day], pseudonymizer.one)
-        redacted.append((day, source_file, source_line, text, bool(found & suppressed)))
+        redacted.append((day, source_file, source_line, text, names_suppressed(found, suppressed)))
     _store_redacted_lines(con, redacted, by_day=True)
 
 
@@ -469,7 +485,7 @@ def load_users(con: duckdb.DuckDBPyConnection, source: Source, pseudonymizer: Ps
     if pseudonymizer is None:
         return replace_table(con, "raw.users", f"SELECT {cols}, source_file, source_line FROM ({select})")
     register_pseudonyms(con, "_user_pseudonyms", f"SELECT {_NORMALISED_USER} FROM ({select})", pseudonymizer)
-    _register_suppressed(con)
+    suppressed = _register_suppressed(con)
     columns = ", ".join("p.pseudonym AS user_id" if c == "user_id" else f"e.{c}" for c in RAW_USER_COLUMNS)
     try:
         return replace_table(
@@ -477,7 +493,7 @@ def load_users(con: duckdb.DuckDBPyConnection, source: Source, pseudonymizer: Ps
             "raw.users",
             f"""SELECT {columns}, e.source_file, e.source_line
                 FROM ({select}) e LEFT JOIN _user_pseudonyms p ON p.raw_id = NULLIF(trim(e.user_id), '')
-                WHERE p.pseudonym IS NULL OR p.pseudonym NOT IN (SELECT pseudonym FROM _suppressed)""",
+                WHERE {_not_suppressed(suppressed)}""",
         )
     finally:
         _drop_temp_tables(con, ("_user_pseudonyms", "_suppressed", "_parsed_users", "_rejects_users"))
