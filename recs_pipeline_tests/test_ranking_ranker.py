@@ -16,7 +16,7 @@ def ts(day: int) -> pd.Timestamp:
 
 
 def candidates(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "source", "score", "rank"])
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "generator", "score", "rank"])
 
 
 def test_features_come_only_from_events_before_the_cutoff():
@@ -27,8 +27,8 @@ def test_features_come_only_from_events_before_the_cutoff():
         columns=["user_id", "item_id", "event_ts"],
     )
     cands = candidates([("u1", "X", "buy_again", 2.0, 1), ("u1", "Y", "popular", 2.0, 1), ("u2", "X", "popular", 1.0, 1)])
-    frame = pair_features(cands, events, CUTOFF, sources=["buy_again", "popular"])
-    truncated = pair_features(cands, events[events["event_ts"] < CUTOFF], CUTOFF, sources=["buy_again", "popular"])
+    frame = pair_features(cands, events, CUTOFF, generators=["buy_again", "popular"])
+    truncated = pair_features(cands, events[events["event_ts"] < CUTOFF], CUTOFF, generators=["buy_again", "popular"])
     pd.testing.assert_frame_equal(frame, truncated)
     row = frame.set_index(["user_id", "item_id"])
     assert row.loc[("u1", "Y"), "ui_count"] == 0 and row.loc[("u1", "Y"), "bought_before"] == 0
@@ -52,9 +52,9 @@ def _shop(seed: int, n_users: int = 300, n_items: int = 40) -> tuple[pd.DataFram
     a, b = rng.random(len(users)), rng.random(len(users))
     frame = pd.DataFrame({"user_id": users, "item_id": items})
     cands = pd.concat([
-        frame.assign(source="a", score=a), frame.assign(source="b", score=b),
+        frame.assign(generator="a", score=a), frame.assign(generator="b", score=b),
     ], ignore_index=True)  # fmt: skip
-    cands["rank"] = cands.groupby(["user_id", "source"])["score"].rank(ascending=False, method="first")
+    cands["rank"] = cands.groupby(["user_id", "generator"])["score"].rank(ascending=False, method="first")
     history = frame.sample(frac=0.1, random_state=seed).assign(event_ts=ts(2))
     bought = frame.merge(history.assign(seen=1), how="left", on=["user_id", "item_id"])["seen"].fillna(0).to_numpy()
     utility = 3 * b + 2 * bought + rng.normal(0, 0.3, len(b))
@@ -64,7 +64,7 @@ def _shop(seed: int, n_users: int = 300, n_items: int = 40) -> tuple[pd.DataFram
 
 def _labelled(seed: int) -> pd.DataFrame:
     cands, events = _shop(seed)
-    frame = pair_features(cands, events, CUTOFF, sources=["a", "b"])
+    frame = pair_features(cands, events, CUTOFF, generators=["a", "b"])
     return frame.assign(label=labels(frame, events, CUTOFF, CUTOFF + pd.Timedelta(days=7)))
 
 
@@ -75,7 +75,7 @@ def _precision_at(frame: pd.DataFrame, order: pd.Series, n: int = 3) -> float:
 
 def test_the_ranker_learns_which_source_and_feature_matter_and_is_repeatable():
     params = RankerParams(n_estimators=60, num_leaves=7, min_child_samples=5)
-    ranker = train_ranker([_labelled(1), _labelled(2)], params, sources=["a", "b"])
+    ranker = train_ranker([_labelled(1), _labelled(2)], params, generators=["a", "b"])
     test = _labelled(3)
     ranked = rank_candidates(ranker, test, n=3)
     hits = ranked.merge(test[["user_id", "item_id", "label"]], on=["user_id", "item_id"])
@@ -86,6 +86,6 @@ def test_the_ranker_learns_which_source_and_feature_matter_and_is_repeatable():
     gain = ranker.importance().set_index("feature")["gain"]
     signal = {"b_score", "b_rank", "ui_count", "bought_before"}
     assert set(gain.index[:2]) <= signal and gain[["a_score", "a_rank"]].sum() < 0.1 * gain.sum(), gain
-    assert set(ranked["source"]) <= {"a", "b"} and ranked.groupby("user_id").size().eq(3).all()
-    again = rank_candidates(train_ranker([_labelled(1), _labelled(2)], params, sources=["a", "b"]), test, n=3)
+    assert set(ranked["generator"]) <= {"a", "b"} and ranked.groupby("user_id").size().eq(3).all()
+    again = rank_candidates(train_ranker([_labelled(1), _labelled(2)], params, generators=["a", "b"]), test, n=3)
     pd.testing.assert_frame_equal(ranked, again)
