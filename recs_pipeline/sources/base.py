@@ -230,6 +230,11 @@ def check_header(path: Path, columns: list[str], delimiter: str, required: tuple
                 f"{path}: line 1: the file {what}; expected a header with the field(s) {', '.join(required)}"
             )
         return
+    if any("\r" in c or "\n" in c for c in columns):
+        raise SourceError(
+            f"{path}: line 1 (header) holds a carriage return inside the line (CR and LF line ends mixed): "
+            "the first record would be read as header fields; re-export the file with one kind of line end"
+        )
     repeated = sorted({c for c in columns if columns.count(c) > 1}, key=columns.index)
     where = "; ".join(
         f"{c!r} in columns {', '.join(str(k) for k, name in enumerate(columns, start=1) if name == c)}"
@@ -297,8 +302,13 @@ def parse_delimited(
     blank = []
     if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")) or b"\r\r" in data:
         blank = [n for n in range(first_line, len(lines) + 1) if lines[n - 1] in (b"", b"\r")]
-    stray_cr = b"\n" in data and data.count(b"\r") > data.count(b"\r\n") + data.endswith(b"\r")
-    if not stray_cr and _try_duckdb(con, path, table, rejects, columns, delimiter, encoding, has_header,
+    # DuckDB's reader takes one line end per file: a stray CR, or CRLF lines mixed with
+    # LF ones (a quoted last field before a CR, a CRLF blank line that shifts the line
+    # numbers of its rejects), leave it to the line splitter.
+    n_crlf = data.count(b"\r\n")
+    stray_cr = b"\n" in data and data.count(b"\r") > n_crlf + data.endswith(b"\r")
+    mixed_line_ends = 0 < n_crlf < data.count(b"\n")
+    if not (stray_cr or mixed_line_ends) and _try_duckdb(con, path, table, rejects, columns, delimiter, encoding, has_header,
                                     first_line, len(lines), blank):  # fmt: skip
         return ParsedFile(table, rejects, columns)
     _parse_line_by_line(con, lines, table, rejects, columns, delimiter, encoding, first_line)
@@ -394,6 +404,12 @@ def _split_line(text: str, delimiter: str) -> tuple[list[str] | None, str | None
         return None, "UNQUOTED VALUE"
 
 
+def _without_trailing_empty(fields: list[str], width: int) -> list[str]:
+    """A record's fields without empty ones past the header's width (`...,z,,`), as
+    DuckDB's reader drops them: spreadsheet exports pad lines so."""
+    return fields[:width] if len(fields) > width and not any(fields[width:]) else fields
+
+
 def _parse_line_by_line(
     con: duckdb.DuckDBPyConnection,
     lines: list[bytes],
@@ -446,12 +462,12 @@ def _parse_line_by_line(
                     break
                 joined, j = joined + "\n" + more, j + 1
                 fields, error = _split_line(joined, delimiter)
-            if error is None and len(fields) == width:
+            if error is None and len(_without_trailing_empty(fields, width)) == width:
                 i = j  # one record over lines number..j
             else:
                 fields, error = None, "UNQUOTED VALUE"
-        if error is None and len(fields) > width and not any(fields[width:]):
-            fields = fields[:width]  # trailing empty fields (`...,z,,`), as DuckDB's reader drops them
+        if error is None:
+            fields = _without_trailing_empty(fields, width)
         if error is None and len(fields) != width:
             error = "MISSING COLUMNS" if len(fields) < width else "TOO MANY COLUMNS"
         if error is not None:
