@@ -139,11 +139,12 @@ def read_header(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> li
     if not first.strip():
         return []
     try:
-        names = [c.strip().lstrip("\ufeff") for c in next(csv.reader([first], delimiter=delimiter, strict=True))]
+        # Spaces and tabs around a name go; a CR stays, so check_header sees mixed line ends.
+        names = [c.strip(" \t").lstrip("\ufeff") for c in next(csv.reader([first], delimiter=delimiter, strict=True))]
     except csv.Error:
         # A quote or a carriage return the header cannot hold: read it as plain text so the
         # header check names what it found.
-        names = [c.strip().strip('"').lstrip("\ufeff") for c in first.split(delimiter)]
+        names = [c.strip(" \t").strip('"').lstrip("\ufeff") for c in first.split(delimiter)]
     if len(names) > 1 or names[0]:
         names = [name or f"{UNNAMED_PREFIX}{k}" for k, name in enumerate(names, start=1)]
     return names
