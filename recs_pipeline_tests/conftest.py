@@ -18,6 +18,14 @@ ONLINE_RETAIL = SHARED_DATA_DIR / "online-retail" / "by-day"
 MOVIELENS = SHARED_DATA_DIR / "movielens-100k"
 
 
+@pytest.fixture(autouse=True)
+def _no_exported_warehouse(monkeypatch):
+    """Every test starts without RECS_WAREHOUSE: a dbt step exports it for dbt's profile
+    (Settings.export_env), and a later test reading the environment would otherwise open
+    an earlier test's warehouse."""
+    monkeypatch.delenv("RECS_WAREHOUSE", raising=False)
+
+
 def settings_for(tmp: Path, **env: str) -> Settings:
     """Settings for a pipeline living entirely under ``tmp``."""
     return load_settings({"RECS_DATA_DIR": str(tmp), "RECS_HOLDOUT_DAYS": "3", **env})

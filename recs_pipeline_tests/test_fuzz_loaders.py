@@ -256,6 +256,7 @@ def broken_day_file(draw) -> bytes:
 #   crlf_line_after_lf_lines_quoted_last_field.csv  `"..."\r\n` after LF lines: UNQUOTED VALUE
 #   header_cr_before_empty_first_field_swallows_record.csv  a CR ending the header was stripped off its last name
 #   crlf_blank_line_after_header_shifts_line_numbers.csv  rows one line off after a CRLF blank line
+#   final_cr_after_quoted_last_field.csv            an LF file ending `"..."\r`: the last record quarantined
 
 HEADER_CR = "header_cr_before_empty_first_field_swallows_record.csv"
 KNOWN_BUGS: dict[str, str] = {}

@@ -307,7 +307,9 @@ def parse_delimited(
     # LF ones (a quoted last field before a CR, a CRLF blank line that shifts the line
     # numbers of its rejects), leave it to the line splitter.
     n_crlf = data.count(b"\r\n")
-    stray_cr = b"\n" in data and data.count(b"\r") > n_crlf + data.endswith(b"\r")
+    # (A final CR is the CRLF file's last line end cut short, not a stray, only when the
+    # file has CRLF line ends at all.)
+    stray_cr = b"\n" in data and data.count(b"\r") > n_crlf + (data.endswith(b"\r") and n_crlf > 0)
     mixed_line_ends = 0 < n_crlf < data.count(b"\n")
     if not (stray_cr or mixed_line_ends) and _try_duckdb(con, path, table, rejects, columns, delimiter, encoding, has_header,
                                     first_line, len(lines), blank):  # fmt: skip
