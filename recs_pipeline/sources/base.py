@@ -153,13 +153,11 @@ def read_header(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> li
 def first_line(path: Path, limit: int = 1 << 20) -> bytes:
     """The file's first physical line as parse_delimited splits lines (up to the first LF,
     or the first CR in a file without LF), without its line break."""
+    head = b""
     with path.open("rb") as fh:
-        head = fh.read(limit)
-        while b"\n" not in head and len(head) % limit == 0 and head:
-            more = fh.read(limit)
-            if not more:
-                break
-            head += more
+        # Chunks until the first LF or the end (a CR-only file is read whole, as parse_delimited does).
+        while b"\n" not in head and (chunk := fh.read(limit)):
+            head += chunk
     if b"\n" in head:
         line = head.split(b"\n", 1)[0]
         return line[:-1] if line.endswith(b"\r") else line
