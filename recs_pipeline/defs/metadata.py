@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import dagster as dg
 import duckdb
 
+from recs_pipeline.defs.columns import column_description
+
+
+def column_schema(table: str, columns: Iterable[tuple[str, str]]) -> dg.TableSchema:
+    """``dagster/column_schema`` of ``table`` from (name, type) pairs, each column with its
+    description from recs_pipeline.defs.columns (None when it has none)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=str(type_), description=column_description(table, name))
+            for name, type_ in columns
+        ]
+    )
+
 
 def table_metadata(con: duckdb.DuckDBPyConnection, table: str, where: str = "", preview_rows: int = 5) -> dict:
-    """Row count, schema and a small markdown preview of ``table`` (a trusted identifier)."""
+    """Row count, schema (with column descriptions) and a small markdown preview of
+    ``table`` (a trusted identifier)."""
     cols = con.execute(f"DESCRIBE {table}").fetchall()
     filter_sql = f" WHERE {where}" if where else ""
     n_rows = con.execute(f"SELECT count(*) FROM {table}{filter_sql}").fetchall()[0][0]
     preview = con.execute(f"SELECT * FROM {table}{filter_sql} LIMIT {int(preview_rows)}").df()
     return {
         "dagster/row_count": dg.MetadataValue.int(int(n_rows)),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=c[0], type=str(c[1])) for c in cols]
-        ),
+        "dagster/column_schema": column_schema(table, ((c[0], str(c[1])) for c in cols)),
         "table": dg.MetadataValue.text(table),
         "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "(no rows)"),
     }
