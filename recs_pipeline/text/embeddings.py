@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from recs_pipeline.ml.scoring import DEFAULT_BATCH_SIZE, Ranked, rank_score_batches
 
 EMBEDDING_DIM = 256
+PAIR_CHUNK = 65_536  # pairs per chunk of pair_similarity
 
 
 @lru_cache(maxsize=1)
@@ -85,8 +86,13 @@ def text_candidates(
 
 
 def pair_similarity(profiles: np.ndarray, item_vectors: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Cosine of item ``items[k]`` to the profile of user ``users[k]``, for each k."""
-    return np.einsum("ij,ij->i", profiles[users], item_vectors[items])
+    """Cosine of item ``items[k]`` to the profile of user ``users[k]``, for each k (in
+    chunks: the two gathered matrices of a million pairs would take 2 GB)."""
+    out = np.empty(len(users), dtype=np.float32)
+    for start in range(0, len(users), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        out[part] = np.einsum("ij,ij->i", profiles[users[part]], item_vectors[items[part]])
+    return out
 
 
 def text_clusters(item_vectors: np.ndarray, k: int, seed: int = 42) -> np.ndarray:
@@ -102,3 +108,70 @@ def text_clusters(item_vectors: np.ndarray, k: int, seed: int = 42) -> np.ndarra
     _, found = kmeans2(item_vectors[has_text].astype(np.float64), k, seed=np.random.default_rng(seed), minit="++")
     labels[has_text] = found
     return labels
+
+
+# --- Text themes as LightFM item features ----------------------------------------------
+
+THEME_SEED = 42
+THEME_TOKEN_PREFIX = "text_theme:"
+# One token summarising the whole text, weighted like the category token (1.0; a
+# description word weighs 0.5): item feature rows are normalised to sum 1, so this
+# fixes the theme's share of an item's representation next to its other tokens.
+THEME_TOKEN_WEIGHT = 1.0
+MIN_THEMES, MAX_THEMES = 2, 200
+
+
+def default_n_themes(n_items_with_text: int) -> int:
+    """How many text themes a catalogue gets: about ``sqrt(n)``, between 2 and 200.
+
+    Why sqrt: a theme is a LightFM feature token, useful only when it is shared by
+    enough items for its embedding to be learned from their interactions, and
+    informative only when it is narrower than the catalogue. ``sqrt(n)`` themes of
+    ``sqrt(n)`` items each balance the two as the catalogue grows (150 items: 12
+    themes of ~12; 4,000: 63 of ~63; 40,000: 200 of ~200). The cap keeps k-means
+    (items x k x 256 per iteration) to seconds on the largest catalogues, and the
+    categories already give the coarse grouping.
+    """
+    if n_items_with_text <= 0:
+        return 0
+    k = int(round(float(np.sqrt(n_items_with_text))))
+    return int(min(max(k, MIN_THEMES), MAX_THEMES, n_items_with_text))
+
+
+def text_themes(item_vectors: np.ndarray, k: int | None = None, seed: int = THEME_SEED) -> np.ndarray:
+    """A theme per item (-1 without text), ``k`` themes (default :func:`default_n_themes`
+    of the items with text). Same vectors, ``k`` and seed: same themes."""
+    has_text = np.abs(item_vectors).sum(axis=1) > 0
+    if k is None:
+        k = default_n_themes(int(has_text.sum()))
+    return text_clusters(item_vectors, k, seed=seed)
+
+
+def theme_tokens(item_ids, themes: np.ndarray, weight: float = THEME_TOKEN_WEIGHT) -> pd.DataFrame:
+    """``item_id, feature, weight`` rows for LightFM item features: one ``text_theme:<k>``
+    token per item with a theme; items with theme -1 (no text) get none. Same columns
+    as ``features.item_feature_tokens``, ready to concatenate to it."""
+    ids = np.asarray(item_ids, dtype=object)
+    themes = np.asarray(themes)
+    if len(ids) != len(themes):
+        raise ValueError(f"{len(ids)} item ids but {len(themes)} themes")
+    keep = themes >= 0
+    return pd.DataFrame(
+        {
+            "item_id": ids[keep],
+            "feature": (THEME_TOKEN_PREFIX + pd.Series(themes[keep].astype(np.int64)).astype(str)).to_numpy(object),
+            "weight": np.full(int(keep.sum()), float(weight)),
+        }
+    )
+
+
+def theme_summary(themes: np.ndarray, titles: pd.Series, top: int = 10, examples: int = 3) -> pd.DataFrame:
+    """The ``top`` largest themes (ties: lower theme first): ``theme, n_items, examples``
+    with the first ``examples`` titles of the theme in item order."""
+    frame = pd.DataFrame({"theme": np.asarray(themes), "title": titles.fillna("").astype(str).to_numpy()})
+    frame = frame[frame["theme"] >= 0]
+    grouped = frame.groupby("theme", sort=True)["title"]
+    summary = pd.DataFrame(
+        {"n_items": grouped.size(), "examples": grouped.agg(lambda t: "; ".join(t.head(examples)))}
+    ).reset_index()
+    return summary.sort_values(["n_items", "theme"], ascending=[False, True], kind="stable").head(top).reset_index(drop=True)
