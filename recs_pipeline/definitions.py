@@ -17,7 +17,9 @@ from recs_pipeline.defs.partitions import build_daily_partitions
 from recs_pipeline.defs.privacy import erasure_log, privacy_resource
 from recs_pipeline.defs.publish import warehouse_snapshot
 from recs_pipeline.defs.quality import build_quality_checks
+from recs_pipeline.defs.ranking import build_ranking_assets
 from recs_pipeline.defs.serving import build_serving_assets
+from recs_pipeline.defs.text import build_text_assets
 from recs_pipeline.defs.transform import build_transform_assets
 from recs_pipeline.resources import build_resources, dbt_project
 from recs_pipeline.settings import Settings, load_settings
@@ -29,7 +31,9 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
     assets = [
         *build_ingest_assets(partitions),
         *build_transform_assets(settings, dbt_project(settings), partitions),
+        *build_text_assets(settings),
         *build_ml_assets(settings),
+        *build_ranking_assets(settings),
         *build_serving_assets(settings),
         *build_feedback_assets(settings),
         warehouse_snapshot,

@@ -108,6 +108,45 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class RankingSettings:
+    """The ranking stage (``[ranking]``): candidate generators and the LightGBM ranker.
+
+    The ranker learns from past cut-offs: the ``cutoffs`` periods of ``holdout_days``
+    before the hold-out, each with candidates and features from the events before it and
+    labels from the purchases of the period after it. Parameters found by the tuning job
+    (``recs tune`` / ``tuning_job``) replace these defaults, unless the TOML file sets them.
+    """
+
+    enabled: bool = True  # False (RECS_RANKER=0): serve the slot blend, as before the ranker
+    cutoffs: int = 2
+    depth: int = 50  # candidates per generator and user (evaluation and training)
+    serving_depth: int = 30  # per generator and user for the served lists (200k users at L)
+    train_users: int = 20_000  # labelled users per training cut-off (a fixed sample by hash)
+    batch_users: int = 20_000  # users per block when scoring (bounds memory)
+    # TIFU-KNN: the paper's defaults (k, r_b, r_g, alpha, m).
+    tifu_neighbours: int = 300
+    tifu_within_decay: float = 0.9
+    tifu_group_decay: float = 0.7
+    tifu_alpha: float = 0.7
+    tifu_groups: int = 7
+    buy_again_half_life_days: float = 90.0
+    popularity_window_days: int = 30
+    min_segment_buyers: int = 20
+    # LightGBM lambdarank.
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 20
+    # Negatives per user and cut-off the ranker trains on (0 = all of them).
+    negatives_per_user: int = 40
+    num_threads: int = 1
+    seed: int = 42
+    # The ranker serves when its hold-out precision@k beats the best of the baselines,
+    # TIFU-KNN and the slot blend by this relative margin; otherwise the blend serves.
+    promotion_margin: float = 0.0
+
+
+@dataclass(frozen=True)
 class ExperimentSettings:
     """The A/B experiment on the served lists: users are split by a salted hash."""
 
@@ -195,6 +234,7 @@ class Settings:
     max_quarantine_share: float = 0.5
     # Model, evaluation and serving.
     model: ModelSettings = field(default_factory=lambda: ModelSettings())
+    ranking: RankingSettings = field(default_factory=lambda: RankingSettings())
     experiment: ExperimentSettings = field(default_factory=lambda: ExperimentSettings())
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings())
     sql: SqlSettings = field(default_factory=lambda: SqlSettings())  # recs sql limits (below)
@@ -305,6 +345,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         model["holdout_days"] = int(env["RECS_HOLDOUT_DAYS"])
     if model:
         settings = replace(settings, model=ModelSettings(**model))
+    ranking = dict(toml.get("ranking", {}))
+    if env.get("RECS_RANKER"):
+        ranking["enabled"] = env["RECS_RANKER"].strip().lower() not in ("0", "false", "no", "off")
+    if ranking:
+        settings = replace(settings, ranking=RankingSettings(**ranking))
     half_life = toml.get("interactions", {}).get("decay_half_life_days")
     if half_life:
         settings = replace(settings, decay_half_life_days=float(half_life))

@@ -111,3 +111,18 @@ def test_popularity_bias_compares_recommended_with_catalogue_popularity():
     assert bias["mean_popularity_percentile"] == pytest.approx((1.0 + 1.0 + 0.75) / 3)
     assert bias["mean_log_popularity"] == pytest.approx((2 * math.log(11) + math.log(6)) / 3)
     assert bias["catalogue_mean_log_popularity"] == pytest.approx((math.log(11) + math.log(6) + math.log(2)) / 4)
+
+
+def test_repeat_and_explore_precision_add_up_to_precision_and_recall_splits_by_kind():
+    from recs_pipeline.ml.metrics import precision_at_k, repeat_explore_metrics
+
+    recs = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "x", "z"], "rank": [1, 2, 1, 2]})
+    relevant = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "w", "z"]})
+    bought = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "x"]})  # x is a repeat for both
+    m = repeat_explore_metrics(recs, relevant, bought, 2)
+    # a: x is a repeat hit, y a miss; b: x a repeat miss, z an explore hit.
+    assert m["repeat_precision@2"] == 0.25 and m["explore_precision@2"] == 0.25
+    assert m["repeat_precision@2"] + m["explore_precision@2"] == precision_at_k(recs, relevant, 2)
+    assert m["repeat_recall@2"] == 1.0  # only a has a relevant repeat (x), found
+    assert m["explore_recall@2"] == 0.5  # a misses w, b finds z
+    assert m["repeat_share@2"] == 0.5

@@ -187,10 +187,41 @@ def test_serving_tables_cover_every_user_with_reasons(built):
         n_items = con.execute("SELECT count(*) FROM features.item_features").fetchall()[0][0]
         versions = con.execute("SELECT count(DISTINCT model_version) FROM serving.recommendations").fetchall()[0][0]
     assert missing == 0
-    assert {"buy_again", "model"} <= strategies
+    assert {"buy_again", "model"} <= strategies or len(strategies) >= 4  # the blend's, or the ranker's sources
     assert out_of_stock == 0 and no_reason == 0
     assert similar == n_items and versions == 1
     assert (settings.model_dir / "serving.json").exists()
+
+
+def test_the_ranking_stage_is_evaluated_gated_and_its_lists_name_their_sources(built):
+    """ml/ranker scores the ranker and every generator on the hold-out, reports candidate
+    recall, and records its gate; when it serves, the lists' strategies are generators."""
+    import json
+
+    settings, result, _, _ = built
+    with connection(settings.warehouse_path, read_only=True) as con:
+        evaluation = {(s, m): v for s, m, v in con.execute("SELECT * FROM ml.ranker_evaluation").fetchall()}
+        recall = dict(con.execute("SELECT generator, recall FROM ml.candidate_recall").fetchall())
+        strategies = {r[0] for r in con.execute("SELECT DISTINCT strategy FROM serving.recommendations").fetchall()}
+        blend = con.execute(
+            "SELECT value FROM ml.evaluation WHERE strategy = 'blend' AND metric = 'precision@10'"
+        ).fetchall()[0][0]
+    for source in ("ranker", "buy_again", "tifu_knn", "item_knn", "segment_popular", "text", "model"):
+        assert (source, "precision@10") in evaluation, source
+        repeat, explore = evaluation[(source, "repeat_precision@10")], evaluation[(source, "explore_precision@10")]
+        assert repeat + explore == pytest.approx(evaluation[(source, "precision@10")])
+    assert evaluation[("buy_again", "repeat_share@10")] == 1.0
+    assert recall["union"] == max(recall.values()) and 0 < recall["union"] <= 1
+    pointer = json.loads((settings.model_dir / "ranker" / "serving.json").read_text())
+    rivals = max(blend, evaluation[("tifu_knn", "precision@10")])
+    assert pointer["promoted"] == (evaluation[("ranker", "precision@10")] > rivals), pointer
+    if pointer["promoted"]:
+        assert len(strategies & {"buy_again", "tifu_knn", "item_knn", "segment_popular", "text", "model"}) >= 3
+    else:
+        assert strategies <= {"buy_again", "model", "new_item_content", "cold_start_features", "popular"}
+    check = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+             and e.event_specific_data.check_name == "ranker_beats_blend_and_tifu_knn"]  # fmt: skip
+    assert len(check) == 1 and check[0].passed == pointer["promoted"]
 
 
 def test_campaign_content_respects_consent_and_recent_purchases(built):

@@ -83,18 +83,40 @@ def weighted_interactions_sql(settings: Settings, where: str, reference: str) ->
     """
 
 
+def item_feature_tokens(con) -> pd.DataFrame:
+    """LightFM's item features: features.item_feature_tokens (category, brand, price band,
+    words) plus each item's WordLlama text theme, so that an item nobody has bought yet
+    is placed by what its description means, not only by its exact words."""
+    from recs_pipeline.defs.text import ITEM_TEXT_TABLE, text_theme_tokens_sql
+
+    schema, table = ITEM_TEXT_TABLE.split(".")
+    has_themes = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+    ).fetchall()[0][0]
+    themes = f" UNION ALL {text_theme_tokens_sql()}" if has_themes else ""
+    return con.execute(
+        f"SELECT item_id, feature, weight FROM features.item_feature_tokens{themes} ORDER BY ALL"
+    ).df()
+
+
 def serving_pointer(store: ModelStoreResource) -> dict | None:
     path = store.root / SERVING_POINTER
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_serving_pointer(store: ModelStoreResource, pointer: dict) -> None:
-    """Point serving at a model version atomically (write a temp file, then rename)."""
-    store.root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.root, prefix=".serving.", suffix=".json")
+def write_pointer(path: Path, pointer: dict) -> None:
+    """Write a small JSON pointer atomically (a temp file, then rename): a reader sees
+    the old pointer or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json")
     with os.fdopen(fd, "w") as fh:
-        json.dump(pointer, fh, indent=2)
-    os.replace(tmp, store.root / SERVING_POINTER)
+        json.dump(pointer, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def write_serving_pointer(store: ModelStoreResource, pointer: dict) -> None:
+    """Point serving at a model version."""
+    write_pointer(store.root / SERVING_POINTER, pointer)
 
 
 def png_markdown(fig) -> str:
@@ -201,6 +223,7 @@ def build_ml_assets(settings: Settings) -> list:
             training_set,
             dg.AssetKey(["features", "user_feature_tokens"]),
             dg.AssetKey(["features", "item_feature_tokens"]),
+            dg.AssetKey(["features", "item_text_embeddings"]),
             dg.AssetKey(["features", "impression_negatives"]),
         ],
         group_name="ml",
@@ -221,7 +244,7 @@ def build_ml_assets(settings: Settings) -> list:
                 [first_holdout.to_pydatetime()],
             ).df()
             user_tokens = con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df()
-            item_tokens = con.execute("SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL").df()
+            item_tokens = item_feature_tokens(con)
             in_stock = con.execute("SELECT item_id, in_stock FROM features.item_features").df()
             negatives = con.execute(
                 "SELECT user_id, item_id FROM features.impression_negatives WHERE last_shown_ts < ? ORDER BY ALL",
@@ -263,7 +286,9 @@ def build_ml_assets(settings: Settings) -> list:
         )
         save_model(store / version, fitted, data.mappings, params, {"training": {**report.training, "horizon": horizon,
                                                                                  "context": context}})
-        prune_models(store, keep=2)
+        # Kept for as many nights as the ranking stage looks back: its training cut-off
+        # `holdout_days` earlier is ranked with the hold-out model of that night.
+        prune_models(store, keep=2 + cfg.holdout_days * settings.ranking.cutoffs)
         rows = [
             {"strategy": s, "metric": m, "value": float(v)} for s, ms in report.metrics.items() for m, v in ms.items()
         ]
@@ -294,7 +319,8 @@ def build_ml_assets(settings: Settings) -> list:
 
     @dg.asset(
         key=["ml", "model"],
-        deps=[evaluation, dg.AssetKey(["features", "interactions"]), dg.AssetKey(["features", "impression_negatives"])],
+        deps=[evaluation, dg.AssetKey(["features", "interactions"]), dg.AssetKey(["features", "impression_negatives"]),
+              dg.AssetKey(["features", "item_text_embeddings"])],
         group_name="ml",
         kinds={"lightfm"},
         pool="duckdb",
@@ -309,9 +335,7 @@ def build_ml_assets(settings: Settings) -> list:
             user_tokens = con.execute(
                 "SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL"
             ).df()
-            item_tokens = con.execute(
-                "SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL"
-            ).df()
+            item_tokens = item_feature_tokens(con)
             evaluation_rows = con.execute("SELECT * FROM ml.evaluation").df()
             horizon = str(con.execute("SELECT max(event_ts)::DATE FROM staging.stg_events").fetchall()[0][0])
             negatives = con.execute("SELECT user_id, item_id FROM features.impression_negatives ORDER BY ALL").df()

@@ -1,10 +1,15 @@
 """Serve: tables a shop reads its lists from, built with the model that is serving now."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from recs_pipeline.defs.metadata import table_metadata
-from recs_pipeline.defs.ml import load_serving_model
+from recs_pipeline.defs.ranking import load_serving_ranker, load_shop_history, model_lists, stage_params
+from recs_pipeline.defs.ml import item_feature_tokens, load_serving_model
+from recs_pipeline.defs.text import load_item_text
+from recs_pipeline.ranking import stage
+from recs_pipeline.recommender.similar import text_similar_items, with_text_neighbours
 from recs_pipeline.recommender.serving import recommend_all, similar_item_table, training_data_for
 from recs_pipeline.resources import ModelStoreResource, WarehouseResource
 from recs_pipeline.settings import Settings
@@ -19,7 +24,7 @@ def _load_inputs(warehouse: WarehouseResource) -> dict[str, pd.DataFrame]:
                 "SELECT user_id, item_id, weight FROM features.interactions ORDER BY user_id, item_id"
             ).df(),
             "user_tokens": con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df(),
-            "item_tokens": con.execute("SELECT item_id, feature, weight FROM features.item_feature_tokens ORDER BY ALL").df(),
+            "item_tokens": item_feature_tokens(con),
             "items": con.execute(
                 "SELECT item_id, coalesce(title, item_id) AS title, category, in_stock FROM features.item_features "
                 "ORDER BY item_id"
@@ -48,13 +53,39 @@ def serving_model_and_data(warehouse: WarehouseResource, model_store: ModelStore
     return version, model, pointer, inputs, data
 
 
+def ranked_lists(warehouse: WarehouseResource, model_store: ModelStoreResource, model, data, inputs: dict,
+                 settings: Settings) -> tuple[pd.DataFrame | None, str]:  # fmt: skip
+    """The ranking stage's top-n for every user with history, when a ranker serves;
+    (None, why not) otherwise (the slot blend then serves)."""
+    if not settings.ranking.enabled:
+        return None, "slot blend (the ranker is turned off: [ranking] enabled = false)"
+    trained, pointer = load_serving_ranker(model_store)
+    if trained is None:
+        return None, "slot blend: " + ((pointer or {}).get("reason") or "no ranker has been trained yet")
+    cfg = settings.ranking
+    with warehouse.connect(read_only=True) as con:
+        shop = load_shop_history(con)
+    stock = inputs["items"].set_index("item_id")["in_stock"].astype(bool)
+    item_mask = stock.reindex(shop.item_ids).fillna(True).to_numpy(dtype=bool)
+    # Everything up to the newest event counts: the cut-off is just after it.
+    cutoff = pd.Timestamp(inputs["now"]) + pd.Timedelta(seconds=1)
+    history = np.asarray(data.interactions.tocsr().sum(axis=1)).ravel() > 0
+    users = data.mappings.user_ids[history]
+    gen = stage.prepare(shop, cutoff, stage_params(cfg, cfg.serving_depth), users=users,
+                        model_lists=model_lists(model, data, shop.item_ids, item_mask), item_mask=item_mask)  # fmt: skip
+    ranked = stage.rank_users(gen, trained, users, settings.model.top_n)
+    return ranked, f"ranker {pointer['version']} ({pointer['reason']})"
+
+
 def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     cfg = settings.model
     upstream = [
         dg.AssetKey(["ml", "model"]),
+        *([dg.AssetKey(["ml", "ranker"])] if settings.ranking.enabled else []),
         dg.AssetKey(["features", "interactions"]),
         dg.AssetKey(["features", "user_features"]),
         dg.AssetKey(["features", "item_features"]),
+        dg.AssetKey(["features", "item_text_embeddings"]),
     ]
 
     @dg.asset(
@@ -69,6 +100,7 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     def recommendations(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
         version, model, pointer, inputs, data = serving_model_and_data(warehouse, model_store)
         now = pd.Timestamp(inputs["now"])
+        ranked, ranker_note = ranked_lists(warehouse, model_store, model, data, inputs, settings)
         recs = recommend_all(
             data,
             model,
@@ -79,6 +111,7 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             cfg.top_n,
             now,
             user_tokens=inputs["user_tokens"],
+            ranked=ranked,
         )
         # generated_at is the as-of time of the data (the newest event), not the wall
         # clock, so rebuilding from the same data gives identical rows.
@@ -106,6 +139,7 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             metadata={
                 **meta,
                 "model_version": version,
+                "lists_from": ranker_note,
                 "users_served": int(n_users),
                 "users_without_list": int(n_missing),
                 "rows_by_strategy": dg.MetadataValue.md(by_strategy.to_markdown(index=False)),
@@ -119,18 +153,28 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         kinds={"duckdb", "lightfm"},
         pool="duckdb",
         description=f"The {cfg.similar_n} nearest in-stock items of every item by the cosine of their LightFM "
-        "representations (new items included, through their content features).",
+        "representations; for an item nobody has interacted with yet, by the cosine of its WordLlama text vector "
+        "(basis = 'text').",
     )
     def similar_items(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
         version, model, _, inputs, data = serving_model_and_data(warehouse, model_store)
         table = similar_item_table(data, model, inputs["items"], cfg.similar_n)
+        # Items nobody has interacted with yet: their neighbours by what their text means.
+        with warehouse.connect(read_only=True) as con:
+            ids, vectors, _ = load_item_text(con)
+            n_events = con.execute("SELECT item_id, n_events FROM features.item_features").df()
+        stock = inputs["items"].set_index("item_id")["in_stock"].astype(bool).reindex(ids).fillna(True).to_numpy(bool)
+        unseen = n_events.set_index("item_id")["n_events"].reindex(ids).fillna(0).to_numpy() == 0
+        by_text = text_similar_items(vectors, ids, unseen, stock, cfg.similar_n)
+        table = with_text_neighbours(table, by_text)
+        table["basis"] = np.where(table["item_id"].isin(by_text["item_id"]), "text", "model")
         table["model_version"] = version
         with warehouse.connect() as con:
             con.register("similar_frame", table)
             replace_table(
                 con,
                 "serving.similar_items",
-                "SELECT item_id, rank::INTEGER AS rank, similar_item_id, score, model_version FROM similar_frame "
+                "SELECT item_id, rank::INTEGER AS rank, similar_item_id, score, basis, model_version FROM similar_frame "
                 "ORDER BY item_id, rank",
             )
             meta = table_metadata(con, "serving.similar_items")

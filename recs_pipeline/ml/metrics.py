@@ -190,3 +190,36 @@ def popularity_bias(
         "mean_log_popularity": float(np.log1p(item_popularity.reindex(recommended).fillna(0.0)).mean()),
         "catalogue_mean_log_popularity": float(np.log1p(item_popularity).mean()),
     }
+
+
+def repeat_explore_metrics(
+    recommendations: pd.DataFrame, relevant: pd.DataFrame, bought_before: pd.DataFrame, k: int
+) -> dict[str, float]:
+    """Precision and recall split into re-purchases and discoveries.
+
+    A hit is a *repeat* when the user had bought the item before the cut-off
+    (``bought_before``: user_id, item_id), an *explore* hit otherwise. Over the users
+    with relevant items: ``repeat_precision@k`` = repeat hits in top k / k and
+    ``explore_precision@k`` likewise, so the two add up to precision@k;
+    ``repeat_recall@k`` = repeat hits / the user's relevant repeat items, averaged over
+    users who have any (``explore_recall@k`` likewise); ``repeat_share@k`` = the share
+    of the top-k rows that are re-purchases.
+    """
+    known = bought_before[["user_id", "item_id"]].drop_duplicates().assign(_repeat=True)
+    truth = relevant[["user_id", "item_id"]].drop_duplicates().merge(known, on=["user_id", "item_id"], how="left")
+    truth["_repeat"] = truth["_repeat"].fillna(False).astype(bool)
+    users = pd.Index(truth["user_id"].unique())
+    top = recommendations.loc[(recommendations["rank"] <= k) & recommendations["user_id"].isin(users),
+                              ["user_id", "item_id"]]  # fmt: skip
+    top = top.merge(known, on=["user_id", "item_id"], how="left")
+    top["_repeat"] = top["_repeat"].fillna(False).astype(bool)
+    hits = top.merge(truth[["user_id", "item_id"]], on=["user_id", "item_id"], how="inner")
+    out: dict[str, float] = {}
+    for kind, is_repeat in (("repeat", True), ("explore", False)):
+        kind_hits = hits[hits["_repeat"] == is_repeat].groupby("user_id").size().reindex(users, fill_value=0)
+        n_relevant = truth[truth["_repeat"] == is_repeat].groupby("user_id").size()
+        out[f"{kind}_precision@{k}"] = float(kind_hits.sum() / (k * len(users))) if len(users) else 0.0
+        with_any = n_relevant.index
+        out[f"{kind}_recall@{k}"] = _mean((kind_hits.reindex(with_any) / n_relevant).to_numpy(dtype=float))
+    out[f"repeat_share@{k}"] = float(top["_repeat"].mean()) if len(top) else 0.0
+    return out

@@ -15,8 +15,13 @@ Everything is vectorised (pandas merges and group-bys, no loop over users or row
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,6 +43,9 @@ class RankerParams:
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
     lambdarank_truncation_level: int = 20
+    # Negatives kept per user and cut-off for training (0 = all): a fixed sample by a hash
+    # of the pair. Fewer rows train several times faster at about the same precision.
+    negatives_per_user: int = 0
     seed: int = 42
     num_threads: int = 1
 
@@ -49,9 +57,14 @@ class TrainedRanker:
     generators: list[str]
     params: RankerParams
 
+    @property
+    def booster(self):
+        """The lightgbm.Booster (a fitted LGBMRanker holds one; a loaded ranker is one)."""
+        return getattr(self.model, "booster_", self.model)
+
     def importance(self) -> pd.DataFrame:
         """Gain importance per feature, largest first."""
-        gain = self.model.booster_.feature_importance(importance_type="gain")
+        gain = self.booster.feature_importance(importance_type="gain")
         frame = pd.DataFrame({"feature": self.features, "gain": gain})
         return frame.sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)
 
@@ -64,6 +77,28 @@ def _days(delta: pd.Series) -> pd.Series:
     return delta.dt.total_seconds() / 86400.0
 
 
+def item_features_table(events: pd.DataFrame, cutoff: pd.Timestamp | str) -> pd.DataFrame:
+    """The item features of :func:`pair_features` (index item_id) from ``events`` before
+    ``cutoff``: popularity over 7 and 30 days and its trend, age, repeat rate."""
+    cutoff = pd.Timestamp(cutoff)
+    history = _before(events, cutoff)
+
+    def popularity(window_days: int) -> pd.Series:
+        recent = history[history["event_ts"] >= cutoff - pd.Timedelta(days=window_days)]
+        return recent.groupby("item_id")["user_id"].nunique()
+
+    items = pd.DataFrame({"item_pop_7": popularity(7), "item_pop_30": popularity(30)})
+    first_seen = history.groupby("item_id")["event_ts"].min()
+    items = items.reindex(items.index.union(first_seen.index)).fillna(0)
+    items["item_trend"] = (items["item_pop_7"] * 30 / 7 + 1) / (items["item_pop_30"] + 1)
+    items["item_age_days"] = _days(cutoff - first_seen).reindex(items.index)
+    # How often the item is bought again by those who bought it: consumables vs one-offs.
+    days = history.assign(day=history["event_ts"].dt.floor("D"))
+    per_pair = days.groupby(["user_id", "item_id"])["day"].nunique()
+    items["item_repeat_rate"] = (per_pair > 1).groupby(level="item_id").mean().reindex(items.index)
+    return items
+
+
 def pair_features(
     candidates: pd.DataFrame,
     events: pd.DataFrame,
@@ -72,6 +107,7 @@ def pair_features(
     generators: Sequence[str],
     item_prices: pd.Series | None = None,
     text_similarity: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    items: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per candidate (user, item) with the ranker's features, from ``events``
     before ``cutoff`` only (later events are ignored, whatever is passed).
@@ -81,9 +117,15 @@ def pair_features(
     each source's score and rank (NaN where a generator did not propose it).
     ``text_similarity``: given the (user_id, item_id) pairs, the cosine of the item's
     text to the user's history (also computed from events before the cut-off).
+    ``items``: :func:`item_features_table` of the same events and cut-off, when the
+    caller ranks in user batches (computed here otherwise); the user and pair features
+    only need the candidates' own users' events, so a batch may pass just those.
     """
     cutoff = pd.Timestamp(cutoff)
     history = _before(events, cutoff)
+    if items is None:
+        items = item_features_table(history, cutoff)
+    history = history[history["user_id"].isin(candidates["user_id"].unique())]
     wide = candidates.pivot_table(index=["user_id", "item_id"], columns="generator", values=["score", "rank"],
                                   aggfunc="first")  # fmt: skip
     wide.columns = [f"{generator}_{what}" for what, generator in wide.columns]
@@ -109,18 +151,6 @@ def pair_features(
     frame["ui_count"] = frame["ui_count"].fillna(0)
     frame["bought_before"] = (frame["ui_count"] > 0).astype(np.float32)
 
-    # The item: popularity over 7 and 30 days and its trend, age, price.
-    def popularity(window_days: int) -> pd.Series:
-        recent = history[history["event_ts"] >= cutoff - pd.Timedelta(days=window_days)]
-        return recent.groupby("item_id")["user_id"].nunique()
-
-    items = pd.DataFrame({"item_pop_7": popularity(7), "item_pop_30": popularity(30)})
-    first_seen = history.groupby("item_id")["event_ts"].min()
-    items = items.reindex(items.index.union(first_seen.index)).fillna(0)
-    items["item_trend"] = (items["item_pop_7"] * 30 / 7 + 1) / (items["item_pop_30"] + 1)
-    items["item_age_days"] = _days(cutoff - first_seen).reindex(items.index)
-    # How often the item is bought again by those who bought it: consumables vs one-offs.
-    items["item_repeat_rate"] = (pair["ui_days"] > 1).groupby(pair["item_id"]).mean().reindex(items.index)
     frame = frame.merge(items, left_on="item_id", right_index=True, how="left")
     frame[["item_pop_7", "item_pop_30"]] = frame[["item_pop_7", "item_pop_30"]].fillna(0)
 
@@ -155,6 +185,20 @@ def labels(frame: pd.DataFrame, events: pd.DataFrame, start: pd.Timestamp | str,
     return frame[["user_id", "item_id"]].merge(bought, how="left", on=["user_id", "item_id"])["label"].fillna(0).to_numpy(np.int32)
 
 
+def sample_negatives(frame: pd.DataFrame, per_user: int, seed: int = 42) -> pd.DataFrame:
+    """Every positive row and at most ``per_user`` negative rows of each user: those
+    with the smallest hash of (seed, user, item), so the same rows whatever the order."""
+    keys = pd.util.hash_array((str(seed) + "|" + frame["user_id"].astype(str) + "|" + frame["item_id"].astype(str))
+                              .to_numpy(dtype=object))  # fmt: skip
+    negatives = frame["label"].to_numpy() == 0
+    order = pd.DataFrame({"user_id": frame["user_id"].to_numpy(), "key": keys, "row": np.arange(len(frame))})[negatives]
+    order = order.sort_values(["user_id", "key"], kind="stable")
+    chosen = order["row"].to_numpy()[order.groupby("user_id", sort=False).cumcount().to_numpy() < per_user]
+    keep = ~negatives
+    keep[chosen] = True
+    return frame[keep]
+
+
 def train_ranker(frames: Sequence[pd.DataFrame], params: RankerParams = RankerParams(),
                  generators: Sequence[str] = ()) -> TrainedRanker:  # fmt: skip
     """Fit lambdarank on one or more labelled feature frames (one per cut-off), grouped
@@ -165,11 +209,15 @@ def train_ranker(frames: Sequence[pd.DataFrame], params: RankerParams = RankerPa
     parts = []
     for k, frame in enumerate(frames):
         positives = frame.groupby("user_id")["label"].transform("max") > 0
-        parts.append(frame[positives].assign(_cutoff=k))
+        kept = frame[positives]
+        if params.negatives_per_user > 0:
+            kept = sample_negatives(kept, params.negatives_per_user, params.seed)
+        parts.append(kept.assign(_cutoff=k))
     data = pd.concat(parts, ignore_index=True).sort_values(["_cutoff", "user_id", "item_id"], ignore_index=True)
     features = feature_columns(data.drop(columns="_cutoff"))
     groups = data.groupby(["_cutoff", "user_id"], sort=False).size().to_numpy()
     settings = asdict(params)
+    settings.pop("negatives_per_user")
     model = lgb.LGBMRanker(
         objective="lambdarank",
         n_estimators=settings.pop("n_estimators"),
@@ -191,7 +239,9 @@ def rank_candidates(ranker: TrainedRanker, frame: pd.DataFrame, n: int) -> pd.Da
     """The ``n`` best candidates per user by the ranker's score: user_id, item_id, score,
     rank (1 = best), and ``generator`` = the one that ranked the item highest."""
     scored = frame[["user_id", "item_id"]].copy()
-    scored["score"] = ranker.model.predict(frame[ranker.features], num_threads=ranker.params.num_threads)
+    # Every core: a row's score does not depend on how rows are split over threads
+    # (training is what needs one thread to be repeatable).
+    scored["score"] = ranker.booster.predict(frame[ranker.features], num_threads=0)
     if ranker.generators:
         ranks = frame[[f"{s}_rank" for s in ranker.generators]].to_numpy(np.float64)
         best = np.nanargmin(np.where(np.isnan(ranks), np.inf, ranks), axis=1)
@@ -199,3 +249,30 @@ def rank_candidates(ranker: TrainedRanker, frame: pd.DataFrame, n: int) -> pd.Da
     scored = scored.sort_values(["user_id", "score", "item_id"], ascending=[True, False, True], ignore_index=True)
     scored["rank"] = scored.groupby("user_id").cumcount() + 1
     return scored[scored["rank"] <= n].reset_index(drop=True)
+
+
+def save_ranker(ranker: TrainedRanker, directory: str | Path, extra: dict | None = None) -> Path:
+    """Write ``ranker.txt`` (LightGBM's own text format) and ``ranker.json`` (features,
+    generators, parameters and ``extra``) to a temporary sibling, then rename it into
+    place: a reader never sees half a ranker."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    ranker.booster.save_model(str(tmp / "ranker.txt"))
+    meta = {"features": ranker.features, "generators": ranker.generators, "params": asdict(ranker.params),
+            **(extra or {})}  # fmt: skip
+    (tmp / "ranker.json").write_text(json.dumps(meta, indent=2, default=str))
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+    return directory
+
+
+def load_ranker(directory: str | Path) -> tuple[TrainedRanker, dict]:
+    """A ranker written by :func:`save_ranker`, and its ``ranker.json``."""
+    import lightgbm as lgb
+
+    directory = Path(directory)
+    meta = json.loads((directory / "ranker.json").read_text())
+    booster = lgb.Booster(model_file=str(directory / "ranker.txt"))
+    return TrainedRanker(booster, meta["features"], meta["generators"], RankerParams(**meta["params"])), meta

@@ -1,14 +1,23 @@
 """Serving tables: every user's top-N with the strategy and a reason, and similar items.
 
-Which path produced a row is recorded in ``strategy``:
+Which path produced a row is recorded in ``strategy``. A shopper with history gets
+the ranking stage's list (recs_pipeline.ranking) when the ranker serves; each row's
+strategy is then the generator that proposed the item (the one ranking it highest):
 
 - ``buy_again``: the shopper's own likely re-purchase (recency-weighted frequency);
+- ``tifu_knn``: TIFU-KNN, the shopper's and similar shoppers' basket history;
+- ``item_knn``: bought together with the shopper's items;
+- ``segment_popular``: a best seller of the shopper's country this month;
+- ``text``: an item whose description is close to what the shopper bought;
 - ``model``: a LightFM discovery for a shopper with history;
 - ``new_item_content``: a discovery of an item nobody has interacted with yet, scored
   through its content features (category, brand, price band, description words);
 - ``cold_start_features``: a shopper without history, scored through their profile
   features (country, age band, gender);
 - ``popular``: a shopper we know nothing about: the most popular items of the last 30 days.
+
+When the ranker is refused (or turned off), known shoppers get the slot blend of
+``buy_again`` and ``model`` rows instead, as before the ranking stage existed.
 
 Everything here is batched matrix work and joins; there is no loop over users.
 """
@@ -93,6 +102,40 @@ def _history_similarity_reasons(
     return pd.Series(np.where(best_sim >= SIMILARITY_REASON_THRESHOLD, names, None), index=recs.index)
 
 
+def known_reasons(known: pd.DataFrame, similar_to: pd.Series, category: np.ndarray, country: np.ndarray) -> np.ndarray:
+    """A human sentence per row of a known user's list (``known``: strategy, and the
+    user's purchase ``size`` and last ``max`` of the item, NaN when never bought)."""
+    strategy = known["strategy"].to_numpy()
+    bought = known["size"].fillna(0).to_numpy() > 0
+    category = pd.Series(category).fillna("items like these").astype(str).to_numpy()
+    where = pd.Series(country).fillna("the shop").astype(str).to_numpy()
+    bought_text = (
+        "you bought this " + known["size"].fillna(0).astype(int).astype(str) + " time(s), last on "
+        + pd.to_datetime(known["max"]).dt.strftime("%Y-%m-%d").fillna("?")
+    ).to_numpy()  # fmt: skip
+    return np.select(
+        [
+            bought,
+            similar_to.notna().to_numpy(),
+            strategy == "new_item_content",
+            strategy == "tifu_knn",
+            strategy == "item_knn",
+            strategy == "segment_popular",
+            strategy == "text",
+        ],
+        [
+            bought_text,
+            ("similar to " + similar_to.fillna("").astype(str) + " you showed interest in").to_numpy(),
+            "new in " + pd.Series(category).str.replace("items like these", "the shop").to_numpy() + ", matches your taste",
+            np.full(len(known), "shoppers who buy what you buy also buy this"),
+            np.full(len(known), "often bought together with what you bought"),
+            "popular in " + where + " this month",
+            np.full(len(known), "its description is close to what you bought"),
+        ],
+        default="matches your interest in " + category,
+    )
+
+
 def recommend_all(
     data: TrainingData,
     model,
@@ -103,6 +146,7 @@ def recommend_all(
     n: int,
     now: pd.Timestamp,
     user_tokens: pd.DataFrame | None = None,
+    ranked: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Top-``n`` rows for every user in ``users`` (user_id, country, age_band).
 
@@ -111,6 +155,10 @@ def recommend_all(
 
     ``items`` has item_id, title, category, in_stock; ``purchases`` user_id, item_id,
     event_ts (all history). Out-of-stock items are never recommended.
+
+    ``ranked``: the ranking stage's lists (user_id, item_id, score, rank, generator),
+    served instead of the slot blend to the users it covers; ``strategy`` is then the
+    generator that proposed the item.
     """
     maps = data.mappings
     in_stock = items.set_index("item_id")["in_stock"].astype(bool)
@@ -136,7 +184,11 @@ def recommend_all(
         model, n, data.user_features, data.item_features, users=known_rows, exclude=bought, item_mask=item_mask
     ).to_frame(maps.user_ids, maps.item_ids)
     known = blend.blend(again, discoveries, n, repeat_share)
-    new_item = ~pd.Series(item_seen, index=maps.item_ids).reindex(known["item_id"]).to_numpy()
+    if ranked is not None and len(ranked):
+        lists = ranked[ranked["rank"] <= n].rename(columns={"generator": "strategy"})
+        known = pd.concat([lists[["user_id", "item_id", "score", "rank", "strategy"]],
+                           known[~known["user_id"].isin(lists["user_id"])]], ignore_index=True)  # fmt: skip
+    new_item = ~pd.Series(item_seen, index=maps.item_ids).reindex(known["item_id"]).fillna(False).to_numpy(bool)
     known.loc[(known["strategy"] == "model").to_numpy() & new_item, "strategy"] = "new_item_content"
 
     # Reasons for the known users' rows.
@@ -147,25 +199,15 @@ def recommend_all(
     )
     known = known.merge(counts, on=["user_id", "item_id"], how="left")
     _, item_embeddings = model.get_item_representations(data.item_features)
-    similar_to = _history_similarity_reasons(known, data, item_embeddings, titles)
-    category = categories.reindex(known["item_id"]).to_numpy()
-    reason = np.where(
-        known["strategy"] == "buy_again",
-        "you bought this "
-        + known["size"].fillna(0).astype(int).astype(str)
-        + " time(s), last on "
-        + pd.to_datetime(known["max"]).dt.strftime("%Y-%m-%d").fillna("?"),
-        np.where(
-            similar_to.notna(),
-            "similar to " + similar_to.fillna("").astype(str) + " you showed interest in",
-            np.where(
-                known["strategy"] == "new_item_content",
-                "new in " + pd.Series(category).fillna("the shop").astype(str) + ", matches your taste",
-                "matches your interest in " + pd.Series(category).fillna("items like these").astype(str),
-            ),
-        ),
+    # "Similar to ..." for the model's rows (items the model knows); other sources say why themselves.
+    modelled = known["strategy"].isin(["model", "new_item_content"]).to_numpy() & (
+        maps.item_codes(known["item_id"]) >= 0
     )
-    known["reason"] = reason
+    similar_to = pd.Series(None, index=known.index, dtype=object)
+    if modelled.any():
+        similar_to[modelled] = _history_similarity_reasons(known[modelled], data, item_embeddings, titles)
+    country = users.set_index("user_id")["country"].reindex(known["user_id"]).to_numpy()
+    known["reason"] = known_reasons(known, similar_to, categories.reindex(known["item_id"]).to_numpy(), country)
 
     # Users without history: their profile features, or plain popularity.
     profile = users.set_index("user_id")

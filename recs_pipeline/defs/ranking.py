@@ -1,0 +1,366 @@
+"""Rank: the LightGBM ranker over the candidates of every generator, trained on past
+cut-offs, evaluated on the hold-out next to the slot blend and TIFU-KNN, and promoted
+to serve when it beats them. The maths lives in recs_pipeline.ranking."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from recs_pipeline.defs.metadata import table_metadata
+from recs_pipeline.defs.ml import (
+    EVALUATION_MODELS,
+    data_version,
+    evaluation_context,
+    item_feature_tokens,
+    model_params,
+    png_markdown,
+    weighted_interactions_sql,
+    write_pointer,
+)
+from recs_pipeline.ml import metrics as ranking_metrics
+from recs_pipeline.ml import scoring
+from recs_pipeline.ml.matrices import TrainingData, build_training_data
+from recs_pipeline.ml.model import fit_model, load_model
+from recs_pipeline.ranking import stage
+from recs_pipeline.ranking.ranker import RankerParams, load_ranker, rank_candidates, save_ranker, train_ranker
+from recs_pipeline.ranking.tifu_knn import TifuParams
+from recs_pipeline.recommender.evaluation import sample_users, split_users
+from recs_pipeline.recommender.serving import training_data_for
+from recs_pipeline.resources import ModelStoreResource, WarehouseResource
+from recs_pipeline.settings import RankingSettings, Settings
+from recs_pipeline.warehouse import replace_table
+
+RANKERS = "ranker"  # sub-folder of the model store
+RANKER_POINTER = "serving.json"  # in RANKERS: the ranker that serves, or why none does
+KEEP_RANKERS = 4
+
+
+def stage_params(cfg: RankingSettings, depth: int | None = None) -> stage.StageParams:
+    return stage.StageParams(
+        depth=depth or cfg.depth,
+        tifu=TifuParams(cfg.tifu_neighbours, cfg.tifu_within_decay, cfg.tifu_group_decay, cfg.tifu_alpha, cfg.tifu_groups),
+        buy_again_half_life_days=cfg.buy_again_half_life_days,
+        popularity_window_days=cfg.popularity_window_days,
+        min_segment_buyers=cfg.min_segment_buyers,
+        batch_users=cfg.batch_users,
+    )
+
+
+def ranker_params(cfg: RankingSettings) -> RankerParams:
+    return RankerParams(n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves,
+                        min_child_samples=cfg.min_child_samples, negatives_per_user=cfg.negatives_per_user,
+                        seed=cfg.seed, num_threads=cfg.num_threads)  # fmt: skip
+
+
+def relevance_kinds(con) -> str:
+    """The events that count as "bought": purchases where the shop has them, otherwise
+    any positive event (ratings): the same rule as ml.holdout."""
+    has = con.execute("SELECT count(*) FROM staging.stg_events WHERE event_type = 'purchase'").fetchall()[0][0]
+    return "('purchase')" if has else "('rating', 'purchase', 'add_to_cart', 'click')"
+
+
+def load_shop_history(con) -> stage.ShopHistory:
+    """Purchases, segments and the catalogue's text vectors, as the generators read them."""
+    kinds = relevance_kinds(con)
+    purchases = con.execute(
+        "SELECT user_id, item_id, event_ts, session_id AS basket, price FROM staging.stg_events "
+        f"WHERE event_type IN {kinds} AND NOT is_anonymous AND item_id IS NOT NULL ORDER BY ALL"
+    ).df()
+    item_ids = pd.Index(con.execute("SELECT item_id FROM features.item_features ORDER BY item_id").df()["item_id"],
+                        dtype=object)  # fmt: skip
+    segments = con.execute("SELECT user_id, country FROM features.user_features WHERE country IS NOT NULL").df()
+    return stage.ShopHistory(
+        purchases=purchases,
+        item_ids=item_ids,
+        segments=segments.set_index("user_id")["country"],
+        item_vectors=item_text_vectors(con, item_ids),
+    )
+
+
+def item_text_vectors(con, item_ids: pd.Index) -> np.ndarray | None:
+    """The WordLlama vectors of features.item_text_embeddings in the order of
+    ``item_ids`` (zeros for an item without one), or None before that table exists."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'features' "
+        "AND table_name = 'item_text_embeddings'"
+    ).fetchall()[0][0]
+    if not exists:
+        return None
+    from recs_pipeline.defs.text import load_item_text
+
+    ids, vectors, _ = load_item_text(con)
+    out = np.zeros((len(item_ids), vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32)
+    rows = item_ids.get_indexer(ids)
+    out[rows[rows >= 0]] = vectors[rows >= 0]
+    return out if out.shape[1] else None
+
+
+def model_lists(model, data: TrainingData, item_ids: pd.Index, item_mask: np.ndarray | None = None) -> stage.ModelLists:
+    """LightFM's top-n for user ids, as the ``model`` generator (users it does not know get none)."""
+    maps = data.mappings
+    # The model's items in the generators' order; items it does not know are never proposed.
+    mask = None
+    if item_mask is not None:
+        mask = pd.Series(item_mask, index=item_ids).reindex(maps.item_ids).fillna(False).to_numpy(dtype=bool)
+
+    def lists(user_ids: np.ndarray, n: int) -> pd.DataFrame:
+        rows = maps.user_codes(pd.Index(user_ids))
+        ranked = scoring.top_n(model, n, data.user_features, data.item_features, users=rows[rows >= 0], item_mask=mask)
+        return ranked.to_frame(maps.user_ids, maps.item_ids)
+
+    return lists
+
+
+def _tokens(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+    users = con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df()
+    return users, item_feature_tokens(con)
+
+
+def lightfm_before(con, settings: Settings, store: ModelStoreResource, cutoff: pd.Timestamp):
+    """A LightFM hybrid that has seen only the interactions before ``cutoff``, and those
+    interactions in its index space: the ``model`` candidates of a cut-off.
+
+    ml/evaluation keeps its hold-out models, so the hold-out's is the one it trained
+    tonight and a training cut-off ``holdout_days`` earlier finds the one it trained
+    that many nights ago. Only when none matches (a first run) is one trained here, from
+    scratch: the hold-out's own model would have seen the cut-off's labels.
+    """
+    cfg = settings.model
+    at = f"TIMESTAMP '{cutoff}'"
+    interactions = con.execute(
+        weighted_interactions_sql(settings, f"event_ts < {at}", at) + " ORDER BY user_id, item_id"
+    ).df()
+    user_tokens, item_tokens = _tokens(con)
+    identity = (cfg.user_identity_weight, cfg.item_identity_weight)
+    found = stored_holdout_model(store.root / EVALUATION_MODELS, str((cutoff - pd.Timedelta(days=1)).date()),
+                                 asdict(model_params(cfg)), evaluation_context(cfg))  # fmt: skip
+    if found is not None:
+        model, mappings, _, _ = load_model(found)
+        return model, training_data_for(mappings, interactions, user_tokens, item_tokens, identity)
+    data = build_training_data(interactions, user_tokens, item_tokens, "hybrid", *identity)
+    model, _ = fit_model(data.interactions, model_params(cfg), data.mappings, data.user_features, data.item_features,
+                         data.weights)  # fmt: skip
+    return model, data
+
+
+def stored_holdout_model(root: Path, horizon: str, params: dict, context: dict) -> Path | None:
+    """The newest stored hold-out model whose data ends on ``horizon`` (its last
+    training day), trained with ``params`` and ``context``; None if there is none."""
+    if not root.is_dir():
+        return None
+    matches = []
+    for directory in root.iterdir():
+        try:
+            training = json.loads((directory / "metrics.json").read_text()).get("training", {})
+            stored = json.loads((directory / "params.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if training.get("horizon") == horizon and stored == params and training.get("context") == context:
+            matches.append((directory.stat().st_mtime, directory.name, directory))
+    return max(matches)[2] if matches else None
+
+
+def training_cutoffs(first_holdout: pd.Timestamp, first_event: pd.Timestamp, days: int, n: int) -> list[pd.Timestamp]:
+    """Up to ``n`` cut-offs ``days`` apart before the hold-out, oldest first; each keeps
+    at least ``days`` of history before it."""
+    cutoffs = [first_holdout - pd.Timedelta(days=days * j) for j in range(n, 0, -1)]
+    return [c for c in cutoffs if c - pd.Timedelta(days=days) >= first_event.normalize()]
+
+
+def importance_chart(importance: pd.DataFrame, top: int = 20) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = importance.head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.25 * len(shown) + 1))
+    ax.barh(shown["feature"], shown["gain"])
+    ax.set(title="LightGBM feature importance (gain)", xlabel="total gain")
+    md = png_markdown(fig)
+    plt.close(fig)
+    return md
+
+
+def ranker_pointer(store: ModelStoreResource) -> dict | None:
+    path = store.root / RANKERS / RANKER_POINTER
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_serving_ranker(store: ModelStoreResource):
+    """(the ranker, its pointer) when a ranker serves, else (None, the pointer or None)."""
+    pointer = ranker_pointer(store)
+    if not pointer or not pointer.get("promoted") or not (store.root / RANKERS / pointer["version"]).exists():
+        return None, pointer
+    trained, _ = load_ranker(store.root / RANKERS / pointer["version"])
+    return trained, pointer
+
+
+def prune_rankers(root: Path, keep: int, protect: str | None) -> None:
+    folders = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                     key=lambda d: d.stat().st_mtime, reverse=True)  # fmt: skip
+    for directory in folders[keep:]:
+        if directory.name != protect:
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def build_ranking_assets(settings: Settings) -> list:
+    cfg, rcfg = settings.model, settings.ranking
+    k = cfg.k
+
+    @dg.asset(
+        key=["ml", "ranker"],
+        deps=[
+            dg.AssetKey(["ml", "evaluation"]),
+            dg.AssetKey(["features", "item_text_embeddings"]),
+            dg.AssetKey(["features", "user_features"]),
+        ],
+        group_name="ml",
+        kinds={"lightgbm", "duckdb"},
+        pool="duckdb",
+        description="LightGBM lambdarank over the candidates of six generators (buy-again, TIFU-KNN, item-kNN, "
+        "segment best sellers, WordLlama text, LightFM), trained on cut-offs before the hold-out and scored on it "
+        "next to the slot blend and TIFU-KNN (ml.ranker_evaluation, ml.candidate_recall); serves when it beats them.",
+    )
+    def ranker(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+               model_store: ModelStoreResource) -> dg.MaterializeResult:  # fmt: skip
+        params = stage_params(rcfg)
+        with warehouse.connect(read_only=True) as con:
+            first_event, last = con.execute("SELECT min(event_ts), max(event_ts) FROM staging.stg_events").fetchall()[0]
+            first_holdout = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
+            shop = load_shop_history(con)
+            relevant = con.execute("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user ORDER BY ALL").df()
+            in_stock = con.execute("SELECT item_id, in_stock FROM features.item_features").df()
+            blend_rows = con.execute("SELECT strategy, metric, value FROM ml.evaluation").df()
+            item_mask = in_stock.set_index("item_id")["in_stock"].reindex(shop.item_ids).fillna(True).to_numpy(bool)
+
+            # Training rows: each past cut-off with its own LightFM and labels from the period after it.
+            training, trained_on = [], []
+            for cutoff in training_cutoffs(first_holdout, pd.Timestamp(first_event), cfg.holdout_days, rcfg.cutoffs):
+                end = cutoff + pd.Timedelta(days=cfg.holdout_days)
+                period = shop.purchases[(shop.purchases["event_ts"] >= cutoff) & (shop.purchases["event_ts"] < end)]
+                known = set(shop.purchases.loc[shop.purchases["event_ts"] < cutoff, "user_id"])
+                users = sample_users(np.sort(period.loc[period["user_id"].isin(known), "user_id"].unique()),
+                                     rcfg.train_users)  # fmt: skip
+                if not len(users):
+                    continue
+                model, data = lightfm_before(con, settings, model_store, cutoff)
+                gen = stage.prepare(shop, cutoff, params, users=users,
+                                    model_lists=model_lists(model, data, shop.item_ids))  # fmt: skip
+                training.append(stage.labelled_rows(gen, users, shop.purchases, end))
+                trained_on.append(f"{cutoff.date()} ({len(users):,} users, {len(training[-1]):,} rows, "
+                                  f"{int(training[-1]['label'].sum()):,} positives)")  # fmt: skip
+                context.log.info(f"ranker training cut-off {trained_on[-1]}")
+
+            # The hold-out: the same users ml/evaluation reports on, ranked from the days before it.
+            eval_users = sample_users(relevant["user_id"].unique(), cfg.evaluation_users)
+            _, report_users = split_users(eval_users)
+            model, data = lightfm_before(con, settings, model_store, first_holdout)
+        gen = stage.prepare(shop, first_holdout, params, users=eval_users,
+                            model_lists=model_lists(model, data, shop.item_ids, item_mask), item_mask=item_mask)  # fmt: skip
+        cands = stage.candidates(gen, eval_users)
+        test = stage.features(gen, cands)
+        bought_after = relevant.drop_duplicates().assign(label=1)
+        test["label"] = test[["user_id", "item_id"]].merge(bought_after, on=["user_id", "item_id"], how="left")[
+            "label"].fillna(0).to_numpy(np.int32)  # fmt: skip
+        report_rel = relevant[relevant["user_id"].isin(report_users)]
+        recall = stage.candidate_recall(cands[cands["user_id"].isin(report_users)], report_rel).assign(depth=params.depth)
+        bought = gen.history[["user_id", "item_id"]].drop_duplicates()
+
+        labelled = [frame for frame in training if frame["label"].any()]
+        results: dict[str, dict[str, float]] = {}
+
+        def score(name: str, lists: pd.DataFrame) -> None:
+            shown = lists[lists["user_id"].isin(report_users)]
+            results[name] = {
+                **{m: v for m, v in ranking_metrics.ranking_metrics(shown, report_rel, k).items() if m != "n_users"},
+                **ranking_metrics.repeat_explore_metrics(shown, report_rel, bought, k),
+            }
+
+        for name, lists in cands.groupby("generator", sort=True):
+            score(name, lists)
+        evaluated = None
+        if labelled:
+            evaluated = train_ranker(labelled, ranker_params(rcfg), generators=stage.GENERATORS)
+            score("ranker", rank_candidates(evaluated, test[test["user_id"].isin(report_users)], k))
+
+        # The gate: the ranker against the best of the baselines, TIFU-KNN and the blend.
+        key = f"precision@{k}"
+        rivals = {r.strategy: float(r.value) for r in blend_rows.itertuples() if r.metric == key
+                  and r.strategy in ("popularity", "buy_again", "item_based", "blend")}  # fmt: skip
+        rivals["tifu_knn"] = results.get("tifu_knn", {}).get(key, 0.0)
+        rival = max(rivals, key=rivals.get)
+        value = results.get("ranker", {}).get(key, 0.0)
+        if evaluated is None:
+            promoted, reason = False, "no training cut-off has labelled candidates yet (too little history)"
+        elif value > rivals[rival] * (1 + rcfg.promotion_margin):
+            promoted, reason = True, f"ranker {key} {value:.4f} beats {rival} {rivals[rival]:.4f}"
+        else:
+            promoted, reason = False, f"ranker {key} {value:.4f} does not beat {rival} {rivals[rival]:.4f}: the blend serves"
+
+        version, importance = None, pd.DataFrame(columns=["feature", "gain"])
+        if evaluated is not None:
+            # The serving ranker also learns from the hold-out period itself (its rows were built
+            # from the days before it, exactly like a training cut-off's).
+            serving = train_ranker([*labelled, test], ranker_params(rcfg), generators=stage.GENERATORS)
+            importance = serving.importance()
+            version = data_version(tuple(labelled) + (test,), str(ranker_params(rcfg)), str(params))
+            root = model_store.root / RANKERS
+            save_ranker(serving, root / version, {"stage": {"cutoff": str(first_holdout)}, "evaluation": results,
+                                                  "promoted": promoted, "reason": reason})  # fmt: skip
+            prune_rankers(root, KEEP_RANKERS, protect=version)
+        write_pointer(model_store.root / RANKERS / RANKER_POINTER,
+                      {"version": version, "promoted": promoted, "reason": reason, key: value})  # fmt: skip
+
+        rows = pd.DataFrame(
+            [{"strategy": s, "metric": m, "value": float(v)} for s, ms in results.items() for m, v in ms.items()]
+        )
+        with warehouse.connect() as con:
+            con.register("ranker_rows", rows)
+            replace_table(con, "ml.ranker_evaluation", "SELECT strategy, metric, value FROM ranker_rows")
+            con.register("recall_rows", recall)
+            replace_table(con, "ml.candidate_recall", "SELECT generator, depth::INTEGER AS depth, recall, "
+                          "n_relevant::BIGINT AS n_relevant FROM recall_rows ORDER BY generator")  # fmt: skip
+            meta = table_metadata(con, "ml.ranker_evaluation")
+        table = pd.DataFrame(results).T.round(4)
+        main_cols = [c for c in (key, f"recall@{k}", f"ndcg@{k}", f"repeat_precision@{k}", f"explore_precision@{k}",
+                                 f"repeat_recall@{k}", f"explore_recall@{k}", f"repeat_share@{k}") if c in table]  # fmt: skip
+        return dg.MaterializeResult(
+            metadata={
+                **meta,
+                "metrics": dg.MetadataValue.md(table[main_cols].to_markdown()),
+                "candidate_recall": dg.MetadataValue.md(recall.round(4).to_markdown(index=False)),
+                **{f"candidate_recall/{r.generator}": dg.MetadataValue.float(round(float(r.recall), 4))
+                   for r in recall.itertuples()},  # fmt: skip
+                **{f"{s}/{m}": dg.MetadataValue.float(round(float(v), 4)) for s, ms in results.items()
+                   for m, v in ms.items() if m in main_cols},  # fmt: skip
+                "promoted": promoted,
+                "promotion_reason": reason,
+                "ranker_version": version or "",
+                "training_cutoffs": "; ".join(trained_on) or "(none)",
+                "feature_importance": dg.MetadataValue.md(importance_chart(importance) if len(importance) else "(none)"),
+            }
+        )
+
+    @dg.asset_check(
+        asset=ranker,
+        name="ranker_beats_blend_and_tifu_knn",
+        description="The ranker's gate: it serves only when its hold-out precision beats the best baseline, TIFU-KNN "
+        "and the slot blend; otherwise the blend serves.",
+    )
+    def ranker_beats_blend_and_tifu_knn(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(["ml", "ranker"]))
+        meta = event.asset_materialization.metadata if event else {}
+        return dg.AssetCheckResult(
+            passed=bool(meta["promoted"].value) if "promoted" in meta else False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=meta["promotion_reason"].value if "promotion_reason" in meta else "no ranker yet",
+        )
+
+    return [ranker, ranker_beats_blend_and_tifu_knn] if rcfg.enabled else []
