@@ -297,6 +297,7 @@ def build_ml_assets(settings: Settings) -> list:
         with warehouse.connect() as con:
             con.register("evaluation_rows", frame)
             replace_table(con, "ml.evaluation", "SELECT * FROM evaluation_rows")
+            meta = table_metadata(con, "ml.evaluation")
         key = f"precision@{cfg.k}"
         baseline_name, baseline = report.best_baseline()
         return dg.MaterializeResult(
@@ -308,6 +309,7 @@ def build_ml_assets(settings: Settings) -> list:
                 ),
                 **{f"{s}/{m}": dg.MetadataValue.float(round(float(v), 4)) for s, ms in report.metrics.items()
                    for m, v in ms.items() if m != "n_users"},
+                **{name: value for name, value in meta.items() if name != "preview"},
                 "repeat_share": dg.MetadataValue.float(round(report.repeat_share, 4)),
                 "eval_users": report.n_eval_users,
                 "holdout_users": report.n_holdout_users,

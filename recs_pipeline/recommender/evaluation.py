@@ -203,6 +203,7 @@ def evaluate_holdout(
     for name, frame in lists.items():
         reported = frame[frame["user_id"].isin(report_users)]
         m = metrics.ranking_metrics(reported, report_rel, k)
+        m.update(metrics.repeat_explore_metrics(reported, report_rel, holdout.train_purchases, k))
         top_k = reported[reported["rank"] <= k]
         m["coverage"] = metrics.catalogue_coverage(top_k, n_items)
         m["popularity_percentile"] = metrics.popularity_bias(top_k, popularity)["mean_popularity_percentile"]
