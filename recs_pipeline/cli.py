@@ -7,6 +7,7 @@
     recs run --start 2026-10-01 --end 2026-10-07
     recs sql "SELECT * FROM features.interactions LIMIT 5"
     recs recommend U000042
+    recs tune [--trials 4]   # Optuna over LightFM, TIFU-KNN and the ranker -> data/models/tuned.json
     recs report              # also writes data/reports/latest.html with charts
     recs bench [quality]     # benchmarks (from a source checkout)
 """
@@ -317,6 +318,29 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         )
 
 
+def cmd_tune(settings: Settings, args: argparse.Namespace) -> None:
+    """tuning_job in-process: the best parameters go to <model_dir>/tuned.json (next runs use them)."""
+    import json
+
+    from recs_pipeline.definitions import build_defs
+    from recs_pipeline.settings import TUNED_FILE
+
+    t0 = time.perf_counter()
+    trials = {f"{s}_trials": args.trials for s in ("lightfm", "tifu_knn", "ranker")} if args.trials is not None else {}
+    level = "DEBUG" if os.environ.get("RECS_DEBUG") == "1" else "CRITICAL"
+    config = {"ops": {"ml__tuned_parameters": {"config": trials}}, "loggers": {"console": {"config": {"log_level": level}}}}
+    result = build_defs(settings).resolve_job_def("tuning_job").execute_in_process(
+        instance=_instance(), run_config=config, raise_on_error=False)  # fmt: skip
+    if not result.success:
+        for line in failure_lines(result):
+            print(f"  - {line}", file=sys.stderr)
+        raise CliError(f"tuning failed after {time.perf_counter() - t0:.0f}s", "run `recs run` first; --debug for logs")
+    tuned = json.loads((settings.model_dir / TUNED_FILE).read_text())
+    for study, decision in tuned["decisions"].items():
+        print(f"{study}: {decision}")
+    print(f"tuned in {time.perf_counter() - t0:.0f}s: {settings.model_dir / TUNED_FILE} (used by the next runs)")
+
+
 def print_summary(settings: Settings) -> None:
     from recs_pipeline.warehouse import connection, table_exists
 
@@ -553,6 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--new", action="store_true", help="only the days whose files are not loaded yet")
     run.add_argument("--quiet", action="store_true", help="no progress output (step output still goes to data/logs/)")
     run.set_defaults(func=cmd_run)
+
+    tune = sub.add_parser("tune", help="tune LightFM, TIFU-KNN and the ranker on the days before the hold-out")
+    tune.add_argument("--trials", type=int, help="trials per study (default: 6 LightFM, 10 TIFU-KNN, 8 ranker)")
+    tune.set_defaults(func=cmd_tune)
 
     rep = sub.add_parser("report", help="print model quality, served lists and experiment results; write an HTML report")
     rep.set_defaults(func=cmd_report)

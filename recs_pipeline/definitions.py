@@ -21,6 +21,7 @@ from recs_pipeline.defs.ranking import build_ranking_assets
 from recs_pipeline.defs.serving import build_serving_assets
 from recs_pipeline.defs.text import build_text_assets
 from recs_pipeline.defs.transform import build_transform_assets
+from recs_pipeline.defs.tuning import build_tuning_assets
 from recs_pipeline.resources import build_resources, dbt_project
 from recs_pipeline.settings import Settings, load_settings
 from recs_pipeline.sources.adapters import build_source
@@ -34,6 +35,7 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
         *build_text_assets(settings),
         *build_ml_assets(settings),
         *build_ranking_assets(settings),
+        *build_tuning_assets(settings),
         *build_serving_assets(settings),
         *build_feedback_assets(settings),
         warehouse_snapshot,

@@ -1,7 +1,8 @@
 """Every setting of the pipeline, read in one place.
 
 Precedence (highest first): environment variables, the TOML file named by
-``RECS_CONFIG``, the defaults below. Settings are read when definitions are
+``RECS_CONFIG``, the parameters the tuning job stored in ``<model_dir>/tuned.json``
+(see :func:`apply_tuned`), the defaults below. Settings are read when definitions are
 built (never at import time), so tests can point the pipeline at a temporary
 directory by setting environment variables first.
 
@@ -11,9 +12,11 @@ relative DuckDB path would silently create a second warehouse there.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
+import warnings
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -368,6 +371,60 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
     )
     settings = replace(settings, sql=sql_settings(toml.get("sql", {}), env))
+    return apply_tuned(settings, toml, env)
+
+
+# --- parameters found by the tuning job (recs tune / tuning_job) ----------------------
+
+TUNED_FILE = "tuned.json"  # in the model dir, written by ml/tuned_parameters
+# The keys the tuning job may set, per TOML section.
+TUNED_KEYS = {
+    "model": ("no_components", "learning_rate", "item_alpha", "user_alpha", "epochs"),
+    "ranking": (
+        "tifu_neighbours", "tifu_within_decay", "tifu_group_decay", "tifu_alpha", "tifu_groups",
+        "n_estimators", "learning_rate", "num_leaves", "min_child_samples", "negatives_per_user",
+    ),
+}
+
+
+def read_tuned(model_dir: str | Path) -> dict | None:
+    """``<model_dir>/tuned.json``, or None when there is none (or it cannot be read:
+    a warning, and the run goes on with the configured parameters)."""
+    path = Path(model_dir) / TUNED_FILE
+    try:
+        tuned = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"ignoring {path}: {exc}", stacklevel=2)
+        return None
+    return tuned if isinstance(tuned, dict) else None
+
+
+def ignore_tuned(env: dict[str, str]) -> bool:
+    return env.get("RECS_IGNORE_TUNED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def apply_tuned(settings: Settings, toml: dict[str, Any], env: dict[str, str]) -> Settings:
+    """The tuned parameters of ``<model_dir>/tuned.json`` in ``[model]`` and ``[ranking]``,
+    for the keys of :data:`TUNED_KEYS` the TOML file does not set (what is configured
+    explicitly wins). ``RECS_IGNORE_TUNED=1`` ignores the file."""
+    if ignore_tuned(env):
+        return settings
+    tuned = read_tuned(settings.model_dir)
+    if not tuned:
+        return settings
+    for section, keys in TUNED_KEYS.items():
+        current = getattr(settings, section)
+        kinds = {f.name: type(getattr(current, f.name)) for f in fields(current)}
+        explicit = set(toml.get(section, {}))
+        values = {
+            key: kinds[key](value)
+            for key, value in (tuned.get(section) or {}).items()
+            if key in keys and key not in explicit and isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+        if values:
+            settings = replace(settings, **{section: replace(current, **values)})
     return settings
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from recs_pipeline.defs.tuning import TUNED_KEY
 from recs_pipeline.resources import ShopSourceResource
 from recs_pipeline.settings import Settings
 
@@ -17,13 +18,20 @@ RAW_EVENTS = dg.AssetKey(["raw", "events"])
 def build_jobs(partitions: dg.DailyPartitionsDefinition) -> dict[str, UnresolvedAssetJobDefinition]:
     # One job for the whole graph: blocking checks only stop downstream steps inside
     # the same run, so ingest, transform, features, model and serving run together.
+    # ...but tuning (minutes of Optuna trials) runs only when asked, in its own job.
     nightly = dg.define_asset_job(
         "nightly_job",
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(TUNED_KEY),
         partitions_def=partitions,
         description="A day's (or a range's) files through every stage: raw, dbt, checks, features and downstream.",
     )
-    return {"nightly_job": nightly}
+    tuning = dg.define_asset_job(
+        "tuning_job",
+        selection=dg.AssetSelection.assets(TUNED_KEY),
+        description="Optuna over LightFM, TIFU-KNN and the ranker on a validation split before the hold-out; the "
+        "best parameters go to <model_dir>/tuned.json for later runs (`recs tune`).",
+    )
+    return {"nightly_job": nightly, "tuning_job": tuning}
 
 
 def build_schedule(settings: Settings, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
