@@ -51,7 +51,7 @@ SCALES ?= S,M
 bench: install ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes; SCALES=L for 10M events)
 	$(PY) -m benchmarks.pipeline --scales $(SCALES)
 
-bench-quality: install ## model quality on MovieLens 100K and Online Retail, ranking stage included (about 2.5 minutes)
+bench-quality: install ## model quality on MovieLens 100K, Online Retail and the synthetic shop (with its oracle), ranking stage included (about 10 minutes)
 	$(PY) -m benchmarks.quality
 
 clean:

@@ -125,6 +125,10 @@ class RankingSettings:
     depth: int = 50  # candidates per generator and user (evaluation and training)
     serving_depth: int = 30  # per generator and user for the served lists (200k users at L)
     train_users: int = 20_000  # labelled users per training cut-off (a fixed sample by hash)
+    # Interaction updates (interactions x epochs) of a LightFM trained for a past cut-off
+    # when no stored hold-out model fits it (a first run): 12M keeps the `make run` shop's
+    # 20 epochs and gives the 10M-event shop 2 instead of 5.
+    cutoff_model_max_updates: int = 12_000_000
     batch_users: int = 20_000  # users per block when scoring (bounds memory)
     # TIFU-KNN: the paper's defaults (k, r_b, r_g, alpha, m).
     tifu_neighbours: int = 300

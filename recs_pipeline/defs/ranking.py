@@ -3,7 +3,7 @@ cut-offs, evaluated on the hold-out next to the slot blend and TIFU-KNN, and pro
 to serve when it beats them. The maths lives in recs_pipeline.ranking."""
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import dagster as dg
@@ -142,7 +142,12 @@ def lightfm_before(con, settings: Settings, store: ModelStoreResource, cutoff: p
         model, mappings, _, _ = load_model(found)
         return model, training_data_for(mappings, interactions, user_tokens, item_tokens, identity)
     data = build_training_data(interactions, user_tokens, item_tokens, "hybrid", *identity)
-    model, _ = fit_model(data.interactions, model_params(cfg), data.mappings, data.user_features, data.item_features,
+    # A first run has no stored model for a past cut-off: this one only proposes the
+    # ranker's training candidates, so it gets a smaller budget of updates (at L, a fifth
+    # of a full training; the `make run` shop keeps its 20 epochs).
+    params = replace(model_params(cfg), max_updates=min(cfg.max_updates or 1 << 62,
+                                                         settings.ranking.cutoff_model_max_updates))  # fmt: skip
+    model, _ = fit_model(data.interactions, params, data.mappings, data.user_features, data.item_features,
                          data.weights)  # fmt: skip
     return model, data
 
