@@ -513,6 +513,7 @@ def load_online_retail() -> pd.DataFrame:
             WHERE quantity > 0 AND NOT starts_with(invoice, 'C') AND user_id IS NOT NULL
               AND event_ts IS NOT NULL AND item_id NOT IN ({codes})
             GROUP BY ALL
+            ORDER BY user_id, event_ts, invoice, item_id  -- a parallel GROUP BY returns rows in any order
             """
         ).df()
 

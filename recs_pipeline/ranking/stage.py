@@ -127,6 +127,9 @@ def prepare(
         history["basket"] = pd.NA
     # A purchase without an order id is its user's basket of that day.
     history["basket"] = history["basket"].fillna(history["event_ts"].dt.strftime("%Y-%m-%d")).astype(str)
+    # One row order whatever the caller's: float sums (and so ties between scores) then
+    # come out the same, and the same purchases always give the same lists.
+    history = history.sort_values(["user_id", "event_ts", "basket", "item_id"], kind="stable", ignore_index=True)
     ids = history["user_id"] if users is None else pd.concat([history["user_id"], pd.Series(list(users), dtype=object)])
     user_ids = pd.Index(np.sort(ids.astype(str).unique()), dtype=object)
     item_ids = shop.item_ids
