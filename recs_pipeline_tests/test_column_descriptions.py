@@ -17,6 +17,7 @@ import pytest
 
 from recs_pipeline.defs.columns import COLUMN_DESCRIPTIONS, column_description
 from recs_pipeline.defs.metadata import table_metadata
+from recs_pipeline.engine.duckdb import DuckDBSession
 from recs_pipeline.definitions import build_defs
 from recs_pipeline.resources import dbt_project
 from recs_pipeline.warehouse import connection
@@ -212,9 +213,9 @@ def test_table_metadata_describes_known_columns_and_tolerates_unknown_ones():
     con.execute("CREATE TABLE ml.evaluation (strategy VARCHAR, metric VARCHAR, value DOUBLE, added_later INTEGER)")
     con.execute("INSERT INTO ml.evaluation VALUES ('blend', 'precision@10', 0.1, 1)")
     con.execute("CREATE TABLE nowhere (x INTEGER)")
-    columns = {c.name: c for c in table_metadata(con, "ml.evaluation")[COLUMN_SCHEMA].columns}
+    columns = {c.name: c for c in table_metadata(DuckDBSession(con), "ml.evaluation")[COLUMN_SCHEMA].columns}
     assert columns["metric"].description == COLUMN_DESCRIPTIONS["ml.evaluation"]["metric"]
     assert columns["value"].type == "DOUBLE"
     assert columns["added_later"].description is None
-    (column,) = table_metadata(con, "nowhere")[COLUMN_SCHEMA].columns
+    (column,) = table_metadata(DuckDBSession(con), "nowhere")[COLUMN_SCHEMA].columns
     assert column.name == "x" and column.description is None

@@ -165,14 +165,14 @@ def test_asset_materialises_the_same_table_twice(tmp_path):
         return rows, event.materialization.metadata
 
     rows, metadata = materialise()
-    with warehouse.connect(read_only=True) as con:
-        schema = {name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {ITEM_TEXT_TABLE}").fetchall()}
-        item_ids, loaded, themes = load_item_text(con)
-        tokens = load_theme_tokens(con)
-        union = con.execute(
+    with warehouse.session(read_only=True) as db:
+        schema = dict(db.columns(ITEM_TEXT_TABLE))
+        item_ids, loaded, themes = load_item_text(db)
+        tokens = load_theme_tokens(db)
+        union = db.df(
             f"SELECT item_id, feature, weight FROM features.item_feature_tokens UNION ALL {text_theme_tokens_sql()} "
-            "ORDER BY ALL"
-        ).df()
+            "ORDER BY item_id, feature, weight"
+        )
     assert schema == {"item_id": "VARCHAR", "theme": "INTEGER", "embedding": "FLOAT[256]"}
     assert [r[0] for r in rows] == [f"i{i}" for i in range(8)]
     assert metadata["n_items"].value == 8 and metadata["items_without_text"].value == 1

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 from recs_pipeline.definitions import build_defs
+from recs_pipeline.engine.duckdb import DuckDBEngine
 from recs_pipeline.defs.tuning import TUNED_KEY, load_tuning_data, run_tuning
 from recs_pipeline.ml.model import ModelParams
 from recs_pipeline.ranking.ranker import RankerParams
 from recs_pipeline.ranking.tifu_knn import TifuParams
-from recs_pipeline.settings import TUNED_FILE, load_settings
+from recs_pipeline.settings import TUNED_FILE, RankingSettings, load_settings
 from recs_pipeline.tuning import tuned_document, validation_split
 from recs_pipeline.tuning.studies import lightfm_space, ranker_space, tifu_space
 from recs_pipeline.warehouse import connection
@@ -84,7 +85,7 @@ def test_tuned_file_is_applied_below_explicit_configuration(tmp_path):
     assert settings.ranking.enabled is True  # not a tunable key
 
     ignored = load_settings({**env, "RECS_IGNORE_TUNED": "1"})
-    assert (ignored.model.no_components, ignored.ranking.n_estimators) == (48, 300)
+    assert (ignored.model.no_components, ignored.ranking.n_estimators) == (48, RankingSettings().n_estimators)
 
     (models / TUNED_FILE).write_text("{not json")
     with warnings.catch_warnings(record=True) as caught:
@@ -150,8 +151,8 @@ def normalised(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def tune_on(settings, warehouse, trials=TRIALS, seed=42):
-    with connection(warehouse, read_only=True) as con:
-        data = load_tuning_data(con, settings)
+    with DuckDBEngine(warehouse).session(read_only=True) as db:
+        data = load_tuning_data(db, settings)
     return data, run_tuning(data, settings, trials, seed)
 
 

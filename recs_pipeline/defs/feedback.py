@@ -7,9 +7,8 @@ import pandas as pd
 from recs_pipeline.defs.metadata import table_metadata
 from recs_pipeline.defs.ml import png_markdown
 from recs_pipeline.experiments import assign_variants, compare_variants
-from recs_pipeline.resources import WarehouseResource
+from recs_pipeline.resources import EngineResource
 from recs_pipeline.settings import Settings
-from recs_pipeline.warehouse import replace_table, table_exists
 
 PUBLISHED_DDL = """
 CREATE TABLE IF NOT EXISTS serving.published_recommendations (
@@ -47,17 +46,14 @@ def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         description=f"Every user's variant in experiment {exp.experiment_id!r} "
         f"({', '.join(f'{v} {s:.0%}' for v, s in exp.variants.items())}), by a salted hash: stable across runs.",
     )
-    def experiment_assignments(warehouse: WarehouseResource) -> dg.MaterializeResult:
-        with warehouse.connect() as con:
-            users = con.execute("SELECT user_id FROM features.user_features ORDER BY user_id").df()
+    def experiment_assignments(warehouse: EngineResource) -> dg.MaterializeResult:
+        with warehouse.session() as db:
+            users = db.df("SELECT user_id FROM features.user_features ORDER BY user_id")
             users["variant"] = assign_variants(users["user_id"], exp.experiment_id, exp.variants, exp.salt).to_numpy()
             users["experiment_id"] = exp.experiment_id
-            con.register("assignment_frame", users)
-            replace_table(con, "serving.experiment_assignments", "SELECT * FROM assignment_frame")
-            shares = con.execute(
-                "SELECT variant, count(*) AS users FROM serving.experiment_assignments GROUP BY 1 ORDER BY 1"
-            ).df()
-            meta = table_metadata(con, "serving.experiment_assignments")
+            db.replace_table("serving.experiment_assignments", users)
+            shares = db.df("SELECT variant, count(*) AS users FROM serving.experiment_assignments GROUP BY 1 ORDER BY 1")
+            meta = table_metadata(db, "serving.experiment_assignments")
         return dg.MaterializeResult(metadata={**meta, "users_by_variant": dg.MetadataValue.md(shares.to_markdown(index=False))})
 
     @dg.asset(
@@ -69,12 +65,12 @@ def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         description="The lists the shop shows from the next day on, one set per day (list_date), by variant: "
         "the hybrid blend, most-popular, or nothing (hold-out). Re-running a day replaces its lists.",
     )
-    def published_recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def published_recommendations(warehouse: EngineResource) -> dg.MaterializeResult:
         n = settings.model.top_n
-        with warehouse.connect() as con:
-            con.execute("CREATE SCHEMA IF NOT EXISTS serving")
-            con.execute(PUBLISHED_DDL)
-            list_date = con.execute("SELECT max(event_date) + 1 FROM staging.stg_events").fetchall()[0][0]
+        with warehouse.session() as db:
+            db.execute("CREATE SCHEMA IF NOT EXISTS serving")
+            db.execute(PUBLISHED_DDL)
+            list_date = db.scalar("SELECT max(event_date) + 1 FROM staging.stg_events")
             select = f"""
                 WITH popular AS (
                     SELECT item_id, count(DISTINCT user_id) AS buyers
@@ -93,21 +89,19 @@ def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 FROM serving.recommendations r JOIN serving.experiment_assignments a USING (user_id)
                 WHERE a.variant = 'hybrid'
                 UNION ALL
-                SELECT DATE '{list_date}', a.user_id, p.rank::INTEGER, p.item_id, p.buyers::DOUBLE, 'popular',
+                SELECT DATE '{list_date}', a.user_id, CAST(p.rank AS INTEGER), p.item_id, CAST(p.buyers AS DOUBLE), 'popular',
                        'popular in the shop this month', a.variant, a.experiment_id
                 FROM serving.experiment_assignments a CROSS JOIN popular_ranked p
                 WHERE a.variant = 'popularity'
             """
-            con.execute("BEGIN TRANSACTION")
-            con.execute("DELETE FROM serving.published_recommendations WHERE list_date = ?", [list_date])
-            con.execute(f"INSERT INTO serving.published_recommendations {select}")
-            con.execute("COMMIT")
-            by_variant = con.execute(
+            # Re-running a day replaces that day's lists only (one transaction).
+            db.replace_partition("serving.published_recommendations", select, "list_date", list_date)
+            by_variant = db.df(
                 "SELECT variant, count(*) AS rows, count(DISTINCT user_id) AS users FROM serving.published_recommendations "
                 "WHERE list_date = ? GROUP BY 1 ORDER BY 1",
                 [list_date],
-            ).df()
-            meta = table_metadata(con, "serving.published_recommendations", where=f"list_date = DATE '{list_date}'")
+            )
+            meta = table_metadata(db, "serving.published_recommendations", where=f"list_date = DATE '{list_date}'")
         return dg.MaterializeResult(
             metadata={**meta, "list_date": str(list_date), "by_variant": dg.MetadataValue.md(by_variant.to_markdown(index=False))}
         )
@@ -122,13 +116,13 @@ def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         "conversion (two-proportion z-test) and revenue per user (bootstrap), with sample sizes and an "
         "under-powered flag.",
     )
-    def experiment_results(warehouse: WarehouseResource) -> dg.MaterializeResult:
-        with warehouse.connect(read_only=True) as con:
-            outcomes = con.execute("SELECT * FROM feedback.experiment_user_outcomes ORDER BY user_id").df()
-            daily = con.execute(
+    def experiment_results(warehouse: EngineResource) -> dg.MaterializeResult:
+        with warehouse.session(read_only=True) as db:
+            outcomes = db.df("SELECT * FROM feedback.experiment_user_outcomes ORDER BY user_id")
+            daily = db.df(
                 "SELECT served_date, variant, sum(clicks) * 1.0 / sum(impressions) AS ctr "
                 "FROM feedback.daily_variant_metrics GROUP BY 1, 2 ORDER BY 1, 2"
-            ).df()
+            )
         results = (
             compare_variants(outcomes, exp.control)
             if exp.control in set(outcomes["variant"]) and outcomes["variant"].nunique() > 1
@@ -136,15 +130,13 @@ def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         )
         if len(results):
             results.insert(0, "experiment_id", exp.experiment_id)
-        with warehouse.connect() as con:
+        with warehouse.session() as db:
             if len(results):
-                con.register("results_frame", results)
-                replace_table(con, "feedback.experiment_results", "SELECT * FROM results_frame")
-            elif not table_exists(con, "feedback.experiment_results"):
-                replace_table(
-                    con,
+                db.replace_table("feedback.experiment_results", results)
+            elif not db.table_exists("feedback.experiment_results"):
+                db.replace_table(
                     "feedback.experiment_results",
-                    "SELECT NULL::VARCHAR AS experiment_id, NULL::VARCHAR AS metric WHERE false",
+                    "SELECT CAST(NULL AS VARCHAR) AS experiment_id, CAST(NULL AS VARCHAR) AS metric WHERE false",
                 )
         metadata: dict = {"variants": outcomes["variant"].nunique(), "users": len(outcomes)}
         if len(results):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from recs_pipeline.defs.metadata import table_metadata
+from recs_pipeline.engine.duckdb import DuckDBSession  # not yet migrated: a raw connection in a session
 from recs_pipeline.defs.partitions import days_in_window
 from recs_pipeline.defs.privacy import ERASURE_LOG_KEY, PrivacyResource
 from recs_pipeline.privacy import apply_retention
@@ -71,8 +72,8 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
             record_rejected_files(con, report)
             retention = apply_retention(con, privacy.retention_days)
             window = f"partition_date BETWEEN DATE '{days[0]}' AND DATE '{days[-1]}'"
-            meta = table_metadata(con, "raw.events", where=window)
-            rejected_meta = table_metadata(con, "quality.rejected_files", where=f"{window} AND resolved_at IS NULL")
+            meta = table_metadata(DuckDBSession(con), "raw.events", where=window)
+            rejected_meta = table_metadata(DuckDBSession(con), "quality.rejected_files", where=f"{window} AND resolved_at IS NULL")
         for warning in report.warnings:
             context.log.warning(warning)
         for rejected in report.rejected:
@@ -121,7 +122,7 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
     def raw_items(warehouse: WarehouseResource, shop_source: ShopSourceResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:
             load_items(con, shop_source.source())
-            return dg.MaterializeResult(metadata=table_metadata(con, "raw.items"))
+            return dg.MaterializeResult(metadata=table_metadata(DuckDBSession(con), "raw.items"))
 
     @dg.asset(
         key=["raw", "users"],
@@ -140,7 +141,7 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
     ) -> dg.MaterializeResult:
         with warehouse.connect() as con:
             load_users(con, shop_source.source(), privacy.pseudonymizer(context.log))
-            return dg.MaterializeResult(metadata=table_metadata(con, "raw.users"))
+            return dg.MaterializeResult(metadata=table_metadata(DuckDBSession(con), "raw.users"))
 
     return [raw_events, raw_items, raw_users]
 

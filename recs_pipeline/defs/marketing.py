@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from recs_pipeline.resources import WarehouseResource
+from recs_pipeline.resources import EngineResource
 
 
 def _preview(rows) -> str:
@@ -24,18 +24,19 @@ def _preview(rows) -> str:
     pool="duckdb",
     description="Every row goes to a consenting user, has a headline and 1-5 items; the metadata shows a preview.",
 )
-def campaign_content_is_sendable(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect(read_only=True) as con:
-        bad_rows, no_consent, n_rows = con.execute(
-            """SELECT count(*) FILTER (WHERE headline IS NULL OR json_array_length(items) NOT BETWEEN 1 AND 5),
-                      count(*) FILTER (WHERE NOT coalesce(u.marketing_consent, false)),
+def campaign_content_is_sendable(warehouse: EngineResource) -> dg.AssetCheckResult:
+    with warehouse.session(read_only=True) as db:
+        bad_rows, no_consent, n_rows = db.row(
+            """SELECT coalesce(sum(CASE WHEN headline IS NULL OR json_array_length(items) NOT BETWEEN 1 AND 5
+                                        THEN 1 ELSE 0 END), 0),
+                      coalesce(sum(CASE WHEN NOT coalesce(u.marketing_consent, false) THEN 1 ELSE 0 END), 0),
                       count(*)
                FROM marketing.personalized_content c LEFT JOIN features.user_features u USING (user_id)"""
-        ).fetchall()[0]
-        sample = con.execute(
+        )
+        sample = db.rows(
             "SELECT user_id, channel, headline, items, reason, segment FROM marketing.personalized_content "
             "WHERE channel = 'email' ORDER BY hash(user_id) LIMIT 4"
-        ).fetchall()
+        )
     return dg.AssetCheckResult(
         passed=bad_rows == 0 and no_consent == 0,
         metadata={

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import dagster as dg
-import duckdb
 
 from recs_pipeline.defs.columns import column_description
+from recs_pipeline.engine import Session
 
 
 def column_schema(table: str, columns: Iterable[tuple[str, str]]) -> dg.TableSchema:
@@ -21,16 +21,15 @@ def column_schema(table: str, columns: Iterable[tuple[str, str]]) -> dg.TableSch
     )
 
 
-def table_metadata(con: duckdb.DuckDBPyConnection, table: str, where: str = "", preview_rows: int = 5) -> dict:
+def table_metadata(db: Session, table: str, where: str = "", preview_rows: int = 5) -> dict:
     """Row count, schema (with column descriptions) and a small markdown preview of
-    ``table`` (a trusted identifier)."""
-    cols = con.execute(f"DESCRIBE {table}").fetchall()
+    ``table`` (a trusted identifier), read through an engine session."""
     filter_sql = f" WHERE {where}" if where else ""
-    n_rows = con.execute(f"SELECT count(*) FROM {table}{filter_sql}").fetchall()[0][0]
-    preview = con.execute(f"SELECT * FROM {table}{filter_sql} LIMIT {int(preview_rows)}").df()
+    n_rows = db.scalar(f"SELECT count(*) FROM {table}{filter_sql}")
+    preview = db.df(f"SELECT * FROM {table}{filter_sql} LIMIT {int(preview_rows)}")
     return {
         "dagster/row_count": dg.MetadataValue.int(int(n_rows)),
-        "dagster/column_schema": column_schema(table, ((c[0], str(c[1])) for c in cols)),
+        "dagster/column_schema": column_schema(table, db.columns(table)),
         "table": dg.MetadataValue.text(table),
         "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "(no rows)"),
     }

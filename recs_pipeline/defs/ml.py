@@ -26,9 +26,9 @@ from recs_pipeline.ml.model import (
     save_model,
 )
 from recs_pipeline.recommender.evaluation import HoldoutData, evaluate_holdout, promotion_decision
-from recs_pipeline.resources import ModelStoreResource, WarehouseResource
+from recs_pipeline.engine import Session
+from recs_pipeline.resources import EngineResource, ModelStoreResource
 from recs_pipeline.settings import ModelSettings, Settings
-from recs_pipeline.warehouse import replace_table
 
 SERVING_POINTER = "serving.json"
 EVALUATION_MODELS = "evaluation"  # sub-folder of the model store for the hold-out models
@@ -83,20 +83,14 @@ def weighted_interactions_sql(settings: Settings, where: str, reference: str) ->
     """
 
 
-def item_feature_tokens(con) -> pd.DataFrame:
+def item_feature_tokens(db: Session) -> pd.DataFrame:
     """LightFM's item features: features.item_feature_tokens (category, brand, price band,
     words) plus each item's WordLlama text theme, so that an item nobody has bought yet
     is placed by what its description means, not only by its exact words."""
     from recs_pipeline.defs.text import ITEM_TEXT_TABLE, text_theme_tokens_sql
 
-    schema, table = ITEM_TEXT_TABLE.split(".")
-    has_themes = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-    ).fetchall()[0][0]
-    themes = f" UNION ALL {text_theme_tokens_sql()}" if has_themes else ""
-    return con.execute(
-        f"SELECT item_id, feature, weight FROM features.item_feature_tokens{themes} ORDER BY ALL"
-    ).df()
+    themes = f" UNION ALL {text_theme_tokens_sql()}" if db.table_exists(ITEM_TEXT_TABLE) else ""
+    return db.df(f"SELECT item_id, feature, weight FROM features.item_feature_tokens{themes} ORDER BY item_id, feature, weight")
 
 
 def serving_pointer(store: ModelStoreResource) -> dict | None:
@@ -144,18 +138,18 @@ def curves_chart(curves: dict[str, dict[int, tuple[float, float]]]) -> str:
     return md
 
 
-def pairs_since(con, base, before: pd.Timestamp | None = None) -> pd.DataFrame | None:
+def pairs_since(db: Session, base, before: pd.Timestamp | None = None) -> pd.DataFrame | None:
     """(user_id, item_id) with events after the last day of ``base``'s data (and before
     ``before``): what a warm start from ``base`` has not seen yet."""
     if base is None:
         return None
     since = pd.Timestamp(base.horizon) + pd.Timedelta(days=1)
     bounds = [since.to_pydatetime()] + ([] if before is None else [pd.Timestamp(before).to_pydatetime()])
-    return con.execute(
+    return db.df(
         "SELECT DISTINCT user_id, item_id FROM staging.stg_events WHERE NOT is_anonymous AND item_id IS NOT NULL "
-        "AND event_ts >= ?" + (" AND event_ts < ?" if before is not None else "") + " ORDER BY ALL",
+        "AND event_ts >= ?" + (" AND event_ts < ?" if before is not None else "") + " ORDER BY user_id, item_id",
         bounds,
-    ).df()
+    )
 
 
 def evaluation_context(cfg: ModelSettings) -> dict:
@@ -176,25 +170,20 @@ def build_ml_assets(settings: Settings) -> list:
         description=f"Time-based split: interactions of the days before the last {cfg.holdout_days} "
         "(ml.training_set) and what known users bought after them (ml.holdout).",
     )
-    def training_set(warehouse: WarehouseResource) -> dg.MaterializeResult:
-        with warehouse.connect() as con:
-            last = con.execute("SELECT max(event_ts) FROM staging.stg_events").fetchall()[0][0]
+    def training_set(warehouse: EngineResource) -> dg.MaterializeResult:
+        with warehouse.session() as db:
+            last = db.scalar("SELECT max(event_ts) FROM staging.stg_events")
             if last is None:
                 raise dg.Failure("staging.stg_events is empty: nothing to train on")
             cutoff = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
             cutoff_sql = f"TIMESTAMP '{cutoff}'"
-            replace_table(
-                con,
-                "ml.training_set",
-                weighted_interactions_sql(settings, f"event_ts < {cutoff_sql}", cutoff_sql),
-            )
+            db.replace_table("ml.training_set", weighted_interactions_sql(settings, f"event_ts < {cutoff_sql}", cutoff_sql))
             # Relevance: purchases where the shop has them, otherwise any positive event.
-            has_purchases = con.execute(
+            has_purchases = db.scalar(
                 f"SELECT count(*) FROM staging.stg_events WHERE event_type = 'purchase' AND event_ts >= {cutoff_sql}"
-            ).fetchall()[0][0]
+            )
             kinds = "('purchase')" if has_purchases else "('rating', 'purchase', 'add_to_cart', 'click')"
-            replace_table(
-                con,
+            db.replace_table(
                 "ml.holdout",
                 f"""SELECT DISTINCT e.user_id, e.item_id,
                            e.user_id IN (SELECT user_id FROM ml.training_set) AS is_known_user
@@ -202,11 +191,11 @@ def build_ml_assets(settings: Settings) -> list:
                     WHERE NOT e.is_anonymous AND e.item_id IS NOT NULL
                       AND e.event_ts >= {cutoff_sql} AND e.event_type IN {kinds}""",
             )
-            n_known, n_cold = con.execute(
-                "SELECT count(DISTINCT user_id) FILTER (WHERE is_known_user), "
-                "count(DISTINCT user_id) FILTER (WHERE NOT is_known_user) FROM ml.holdout"
-            ).fetchall()[0]
-            meta = table_metadata(con, "ml.training_set")
+            n_known, n_cold = db.row(
+                "SELECT count(DISTINCT CASE WHEN is_known_user THEN user_id END), "
+                "count(DISTINCT CASE WHEN NOT is_known_user THEN user_id END) FROM ml.holdout"
+            )
+            meta = table_metadata(db, "ml.training_set")
         return dg.MaterializeResult(
             metadata={
                 **meta,
@@ -232,24 +221,27 @@ def build_ml_assets(settings: Settings) -> list:
         description="LightFM hybrid trained on the training days, the serving blend (buy-again + model) and the "
         "baselines (popularity, buy-again, item-based) scored on the hold-out days.",
     )
-    def evaluation(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
-        with warehouse.connect(read_only=True) as con:
-            train_interactions = con.execute("SELECT * FROM ml.training_set ORDER BY user_id, item_id").df()
-            relevant = con.execute("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user ORDER BY ALL").df()
-            last = con.execute("SELECT max(event_ts) FROM staging.stg_events").fetchall()[0][0]
+    def evaluation(warehouse: EngineResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
+        with warehouse.session(read_only=True) as db:
+            train_interactions = db.df("SELECT * FROM ml.training_set ORDER BY user_id, item_id")
+            relevant = db.df("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user ORDER BY user_id, item_id")
+            last = db.scalar("SELECT max(event_ts) FROM staging.stg_events")
             first_holdout = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
-            purchases = con.execute(
+            purchases = db.df(
                 "SELECT user_id, item_id, event_ts FROM staging.stg_events WHERE event_type = 'purchase' "
-                "AND NOT is_anonymous AND event_ts < ? ORDER BY ALL",
+                "AND NOT is_anonymous AND event_ts < ? ORDER BY user_id, item_id, event_ts",
                 [first_holdout.to_pydatetime()],
-            ).df()
-            user_tokens = con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df()
-            item_tokens = item_feature_tokens(con)
-            in_stock = con.execute("SELECT item_id, in_stock FROM features.item_features").df()
-            negatives = con.execute(
-                "SELECT user_id, item_id FROM features.impression_negatives WHERE last_shown_ts < ? ORDER BY ALL",
+            )
+            user_tokens = db.df(
+                "SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY user_id, feature, weight"
+            )
+            item_tokens = item_feature_tokens(db)
+            in_stock = db.df("SELECT item_id, in_stock FROM features.item_features")
+            negatives = db.df(
+                "SELECT user_id, item_id FROM features.impression_negatives WHERE last_shown_ts < ? "
+                "ORDER BY user_id, item_id",
                 [first_holdout.to_pydatetime()],
-            ).df()
+            )
         holdout = HoldoutData(
             train_interactions=train_interactions,
             train_purchases=purchases,
@@ -265,8 +257,8 @@ def build_ml_assets(settings: Settings) -> list:
         horizon = str((first_holdout - pd.Timedelta(days=1)).date())  # the last training day
         context = evaluation_context(cfg)
         base = find_warm_start_base(store, params, horizon, context, cfg.full_retrain_every, cfg.warm_start_epochs)
-        with warehouse.connect(read_only=True) as con:
-            recent_pairs = pairs_since(con, base, first_holdout)
+        with warehouse.session(read_only=True) as db:
+            recent_pairs = pairs_since(db, base, first_holdout)
         report, data, fitted = evaluate_holdout(
             holdout,
             params,
@@ -294,10 +286,9 @@ def build_ml_assets(settings: Settings) -> list:
         ]
         rows += [{"strategy": "blend", "metric": "repeat_share", "value": report.repeat_share}]
         frame = pd.DataFrame(rows)
-        with warehouse.connect() as con:
-            con.register("evaluation_rows", frame)
-            replace_table(con, "ml.evaluation", "SELECT * FROM evaluation_rows")
-            meta = table_metadata(con, "ml.evaluation")
+        with warehouse.session() as db:
+            db.replace_table("ml.evaluation", frame)
+            meta = table_metadata(db, "ml.evaluation")
         key = f"precision@{cfg.k}"
         baseline_name, baseline = report.best_baseline()
         return dg.MaterializeResult(
@@ -329,18 +320,16 @@ def build_ml_assets(settings: Settings) -> list:
         description="LightFM hybrid trained on all interactions, saved as a versioned artefact under "
         "data/models/<version>/; promoted to serving when the hold-out evaluation passes the gate.",
     )
-    def model(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
-        with warehouse.connect(read_only=True) as con:
-            interactions = con.execute(
-                "SELECT user_id, item_id, weight FROM features.interactions ORDER BY user_id, item_id"
-            ).df()
-            user_tokens = con.execute(
-                "SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL"
-            ).df()
-            item_tokens = item_feature_tokens(con)
-            evaluation_rows = con.execute("SELECT * FROM ml.evaluation").df()
-            horizon = str(con.execute("SELECT max(event_ts)::DATE FROM staging.stg_events").fetchall()[0][0])
-            negatives = con.execute("SELECT user_id, item_id FROM features.impression_negatives ORDER BY ALL").df()
+    def model(warehouse: EngineResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
+        with warehouse.session(read_only=True) as db:
+            interactions = db.df("SELECT user_id, item_id, weight FROM features.interactions ORDER BY user_id, item_id")
+            user_tokens = db.df(
+                "SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY user_id, feature, weight"
+            )
+            item_tokens = item_feature_tokens(db)
+            evaluation_rows = db.df("SELECT * FROM ml.evaluation")
+            horizon = str(db.scalar("SELECT CAST(max(event_ts) AS DATE) FROM staging.stg_events"))
+            negatives = db.df("SELECT user_id, item_id FROM features.impression_negatives ORDER BY user_id, item_id")
         params = model_params(cfg)
         data = build_training_data(
             interactions, user_tokens, item_tokens, "hybrid", cfg.user_identity_weight, cfg.item_identity_weight
@@ -369,8 +358,8 @@ def build_ml_assets(settings: Settings) -> list:
         )
         recent = None
         if base is not None:
-            with warehouse.connect(read_only=True) as con:
-                recent = recent_mask(fit_data.interactions, data.mappings, pairs_since(con, base))
+            with warehouse.session(read_only=True) as db:
+                recent = recent_mask(fit_data.interactions, data.mappings, pairs_since(db, base))
         fitted, training = fit_model(
             fit_data.interactions, params, data.mappings, data.user_features, data.item_features, fit_data.weights,
             base, recent, cfg.warm_start_replay,

@@ -15,11 +15,12 @@ import pandas as pd
 
 from recs_pipeline.quality.expectations import ValidationSummary, expect, validate_frame
 from recs_pipeline.quality.quarantine_share import days_over_quarantine_share
-from recs_pipeline.resources import WarehouseResource
+from recs_pipeline.resources import EngineResource
 from recs_pipeline.settings import Settings
 from recs_pipeline.sources.base import CANONICAL_EVENT_TYPES
 
 SAMPLE_ROWS = 100_000
+SAMPLE_SEED = 42  # the same table gives the same sample
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,20 @@ class TableSuite:
 
     name: str
     table: str
-    sample_sql: str
+    # The sample the expectations see: ``sample_sql`` (a query, taken whole), or else a
+    # reproducible random sample of ``table`` (``sample_where`` filters it).
+    sample_sql: str = ""
+    sample_where: str = ""
     expectations: list = field(default_factory=list)
     # name -> SQL returning one number that must be 0 over the whole table
     violation_counts: dict[str, str] = field(default_factory=dict)
 
 
-def run_suite(warehouse: WarehouseResource, suite: TableSuite) -> dg.AssetCheckResult:
-    with warehouse.connect(read_only=True) as con:
-        sample = con.execute(suite.sample_sql).df()
-        counts = {k: int(con.execute(sql).fetchall()[0][0] or 0) for k, sql in suite.violation_counts.items()}
+def run_suite(warehouse: EngineResource, suite: TableSuite) -> dg.AssetCheckResult:
+    with warehouse.session(read_only=True) as db:
+        sample = (db.df(suite.sample_sql) if suite.sample_sql
+                  else db.sample(suite.table, SAMPLE_ROWS, suite.sample_where, seed=SAMPLE_SEED))  # fmt: skip
+        counts = {k: int(db.scalar(sql) or 0) for k, sql in suite.violation_counts.items()}
     summaries: list[ValidationSummary] = []
     if suite.expectations:
         summaries.append(validate_frame(sample, f"{suite.name}_sample", suite.expectations))
@@ -69,17 +74,10 @@ def run_suite(warehouse: WarehouseResource, suite: TableSuite) -> dg.AssetCheckR
     )
 
 
-def _sample(table: str, where: str = "") -> str:
-    # Reservoir sampling with a fixed seed: the same table gives the same sample.
-    filter_sql = f"WHERE {where}" if where else ""
-    return f"SELECT * FROM {table} {filter_sql} USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (42)"
-
-
 SUITES = {
     ("raw", "events"): TableSuite(
         name="raw_events_have_lineage",
         table="raw.events",
-        sample_sql=_sample("raw.events"),
         expectations=[
             expect("ExpectColumnValuesToNotBeNull", column="source_file"),
             expect("ExpectColumnValuesToNotBeNull", column="source_line"),
@@ -88,13 +86,13 @@ SUITES = {
         ],
         violation_counts={
             "rows_without_lineage": "SELECT count(*) FROM raw.events WHERE source_file IS NULL OR source_line IS NULL",
-            "lines_loaded_twice": "SELECT count(*) - count(DISTINCT (partition_date, source_file, source_line)) FROM raw.events",
+            "lines_loaded_twice": "SELECT (SELECT count(*) FROM raw.events) - (SELECT count(*) FROM "
+            "(SELECT DISTINCT partition_date, source_file, source_line FROM raw.events) AS lines)",
         },
     ),
     ("staging", "stg_events"): TableSuite(
         name="stg_events_are_valid",
         table="staging.stg_events",
-        sample_sql=_sample("staging.stg_events"),
         expectations=[
             expect("ExpectColumnValuesToNotBeNull", column="event_id"),
             expect("ExpectColumnValuesToBeInSet", column="event_type", value_set=list(CANONICAL_EVENT_TYPES)),
@@ -106,7 +104,7 @@ SUITES = {
             "known_user_events_without_user": "SELECT count(*) FROM staging.stg_events WHERE NOT is_anonymous AND user_id IS NULL",
             "non_search_events_without_item": "SELECT count(*) FROM staging.stg_events WHERE item_id IS NULL AND event_type <> 'search'",
             "negative_prices": "SELECT count(*) FROM staging.stg_events WHERE price < 0",
-            "events_after_their_day": "SELECT count(*) FROM staging.stg_events WHERE event_ts >= partition_date + INTERVAL 2 DAY",
+            "events_after_their_day": "SELECT count(*) FROM staging.stg_events WHERE event_ts >= partition_date + INTERVAL '2' DAY",
             "duplicate_event_ids": "SELECT count(*) - count(DISTINCT event_id) FROM staging.stg_events",
         },
     ),
@@ -125,7 +123,6 @@ SUITES = {
     ("features", "interactions"): TableSuite(
         name="interactions_reference_known_users_and_items",
         table="features.interactions",
-        sample_sql=_sample("features.interactions"),
         expectations=[
             expect("ExpectColumnValuesToNotBeNull", column="user_id"),
             expect("ExpectColumnValuesToNotBeNull", column="item_id"),
@@ -141,7 +138,6 @@ SUITES = {
     ("features", "item_features"): TableSuite(
         name="item_features_are_complete",
         table="features.item_features",
-        sample_sql=_sample("features.item_features"),
         expectations=[
             expect("ExpectColumnValuesToNotBeNull", column="item_id"),
             expect("ExpectColumnValuesToBeUnique", column="item_id"),
@@ -155,7 +151,6 @@ SUITES = {
     ("features", "user_features"): TableSuite(
         name="user_features_are_complete",
         table="features.user_features",
-        sample_sql=_sample("features.user_features"),
         expectations=[
             expect("ExpectColumnValuesToNotBeNull", column="user_id"),
             expect("ExpectColumnValuesToBeUnique", column="user_id"),
@@ -176,7 +171,7 @@ def _make_check(key: tuple[str, ...], suite: TableSuite) -> dg.AssetChecksDefini
         pool="duckdb",
         description=f"great-expectations suite on {suite.table}: a sample plus exact violation counts.",
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(warehouse: EngineResource) -> dg.AssetCheckResult:
         return run_suite(warehouse, suite)
 
     return _check
@@ -205,11 +200,11 @@ def build_quarantine_share_check(max_share: float) -> dg.AssetChecksDefinition:
         "an example line. Setting max_quarantine_share (1.0 turns the check off).",
     )
     def days_within_quarantine_share(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+        context: dg.AssetCheckExecutionContext, warehouse: EngineResource
     ) -> dg.AssetCheckResult:
         first, last = run_window(context.run)
-        with warehouse.connect(read_only=True) as con:
-            days = [] if max_share >= 1 else days_over_quarantine_share(con, first, last, max_share)
+        with warehouse.session(read_only=True) as db:
+            days = [] if max_share >= 1 else days_over_quarantine_share(db, first, last, max_share)
         lines = [d.describe() for d in days]
         return dg.AssetCheckResult(
             passed=not days,

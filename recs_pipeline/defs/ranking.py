@@ -30,9 +30,9 @@ from recs_pipeline.ranking.ranker import RankerParams, load_ranker, rank_candida
 from recs_pipeline.ranking.tifu_knn import TifuParams
 from recs_pipeline.recommender.evaluation import sample_users, split_users
 from recs_pipeline.recommender.serving import training_data_for
-from recs_pipeline.resources import ModelStoreResource, WarehouseResource
+from recs_pipeline.engine import Session
+from recs_pipeline.resources import EngineResource, ModelStoreResource
 from recs_pipeline.settings import RankingSettings, Settings
-from recs_pipeline.warehouse import replace_table
 
 RANKERS = "ranker"  # sub-folder of the model store
 RANKER_POINTER = "serving.json"  # in RANKERS: the ranker that serves, or why none does
@@ -56,43 +56,40 @@ def ranker_params(cfg: RankingSettings) -> RankerParams:
                         seed=cfg.seed, num_threads=cfg.num_threads)  # fmt: skip
 
 
-def relevance_kinds(con) -> str:
+def relevance_kinds(db: Session) -> str:
     """The events that count as "bought": purchases where the shop has them, otherwise
     any positive event (ratings): the same rule as ml.holdout."""
-    has = con.execute("SELECT count(*) FROM staging.stg_events WHERE event_type = 'purchase'").fetchall()[0][0]
+    has = db.scalar("SELECT count(*) FROM staging.stg_events WHERE event_type = 'purchase'")
     return "('purchase')" if has else "('rating', 'purchase', 'add_to_cart', 'click')"
 
 
-def load_shop_history(con) -> stage.ShopHistory:
+def load_shop_history(db: Session) -> stage.ShopHistory:
     """Purchases, segments and the catalogue's text vectors, as the generators read them."""
-    kinds = relevance_kinds(con)
-    purchases = con.execute(
+    kinds = relevance_kinds(db)
+    purchases = db.df(
         "SELECT user_id, item_id, event_ts, session_id AS basket, price FROM staging.stg_events "
-        f"WHERE event_type IN {kinds} AND NOT is_anonymous AND item_id IS NOT NULL ORDER BY ALL"
-    ).df()
-    item_ids = pd.Index(con.execute("SELECT item_id FROM features.item_features ORDER BY item_id").df()["item_id"],
+        f"WHERE event_type IN {kinds} AND NOT is_anonymous AND item_id IS NOT NULL "
+        "ORDER BY user_id, item_id, event_ts, basket, price"
+    )
+    item_ids = pd.Index(db.df("SELECT item_id FROM features.item_features ORDER BY item_id")["item_id"],
                         dtype=object)  # fmt: skip
-    segments = con.execute("SELECT user_id, country FROM features.user_features WHERE country IS NOT NULL").df()
+    segments = db.df("SELECT user_id, country FROM features.user_features WHERE country IS NOT NULL")
     return stage.ShopHistory(
         purchases=purchases,
         item_ids=item_ids,
         segments=segments.set_index("user_id")["country"],
-        item_vectors=item_text_vectors(con, item_ids),
+        item_vectors=item_text_vectors(db, item_ids),
     )
 
 
-def item_text_vectors(con, item_ids: pd.Index) -> np.ndarray | None:
+def item_text_vectors(db: Session, item_ids: pd.Index) -> np.ndarray | None:
     """The WordLlama vectors of features.item_text_embeddings in the order of
     ``item_ids`` (zeros for an item without one), or None before that table exists."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'features' "
-        "AND table_name = 'item_text_embeddings'"
-    ).fetchall()[0][0]
-    if not exists:
-        return None
-    from recs_pipeline.defs.text import load_item_text
+    from recs_pipeline.defs.text import ITEM_TEXT_TABLE, load_item_text
 
-    ids, vectors, _ = load_item_text(con)
+    if not db.table_exists(ITEM_TEXT_TABLE):
+        return None
+    ids, vectors, _ = load_item_text(db)
     out = np.zeros((len(item_ids), vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32)
     rows = item_ids.get_indexer(ids)
     out[rows[rows >= 0]] = vectors[rows >= 0]
@@ -115,12 +112,12 @@ def model_lists(model, data: TrainingData, item_ids: pd.Index, item_mask: np.nda
     return lists
 
 
-def _tokens(con) -> tuple[pd.DataFrame, pd.DataFrame]:
-    users = con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df()
-    return users, item_feature_tokens(con)
+def _tokens(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
+    users = db.df("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY user_id, feature, weight")
+    return users, item_feature_tokens(db)
 
 
-def lightfm_before(con, settings: Settings, store: ModelStoreResource, cutoff: pd.Timestamp):
+def lightfm_before(db: Session, settings: Settings, store: ModelStoreResource, cutoff: pd.Timestamp):
     """A LightFM hybrid that has seen only the interactions before ``cutoff``, and those
     interactions in its index space: the ``model`` candidates of a cut-off.
 
@@ -131,10 +128,8 @@ def lightfm_before(con, settings: Settings, store: ModelStoreResource, cutoff: p
     """
     cfg = settings.model
     at = f"TIMESTAMP '{cutoff}'"
-    interactions = con.execute(
-        weighted_interactions_sql(settings, f"event_ts < {at}", at) + " ORDER BY user_id, item_id"
-    ).df()
-    user_tokens, item_tokens = _tokens(con)
+    interactions = db.df(weighted_interactions_sql(settings, f"event_ts < {at}", at) + " ORDER BY user_id, item_id")
+    user_tokens, item_tokens = _tokens(db)
     identity = (cfg.user_identity_weight, cfg.item_identity_weight)
     found = stored_holdout_model(store.root / EVALUATION_MODELS, str((cutoff - pd.Timedelta(days=1)).date()),
                                  asdict(model_params(cfg)), evaluation_context(cfg))  # fmt: skip
@@ -191,6 +186,20 @@ def importance_chart(importance: pd.DataFrame, top: int = 20) -> str:
     return md
 
 
+def phase_timer(seconds: dict[str, float]):
+    """``with timed(name):`` adds the block's wall time to ``seconds[name]``."""
+    import time
+    from contextlib import contextmanager
+
+    @contextmanager
+    def timed(name: str):
+        started = time.perf_counter()
+        yield
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+
+    return timed
+
+
 def ranker_pointer(store: ModelStoreResource) -> dict | None:
     path = store.root / RANKERS / RANKER_POINTER
     return json.loads(path.read_text()) if path.exists() else None
@@ -233,16 +242,18 @@ def build_ranking_assets(settings: Settings) -> list:
         "segment best sellers, WordLlama text, LightFM), trained on cut-offs before the hold-out and scored on it "
         "next to the slot blend and TIFU-KNN (ml.ranker_evaluation, ml.candidate_recall); serves when it beats them.",
     )
-    def ranker(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+    def ranker(context: dg.AssetExecutionContext, warehouse: EngineResource,
                model_store: ModelStoreResource) -> dg.MaterializeResult:  # fmt: skip
         params = stage_params(rcfg)
-        with warehouse.connect(read_only=True) as con:
-            first_event, last = con.execute("SELECT min(event_ts), max(event_ts) FROM staging.stg_events").fetchall()[0]
+        seconds: dict[str, float] = {}  # where the step's time goes, for the metadata
+        timed = phase_timer(seconds)
+        with warehouse.session(read_only=True) as db:
+            first_event, last = db.row("SELECT min(event_ts), max(event_ts) FROM staging.stg_events")
             first_holdout = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
-            shop = load_shop_history(con)
-            relevant = con.execute("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user ORDER BY ALL").df()
-            in_stock = con.execute("SELECT item_id, in_stock FROM features.item_features").df()
-            blend_rows = con.execute("SELECT strategy, metric, value FROM ml.evaluation").df()
+            shop = load_shop_history(db)
+            relevant = db.df("SELECT user_id, item_id FROM ml.holdout WHERE is_known_user ORDER BY user_id, item_id")
+            in_stock = db.df("SELECT item_id, in_stock FROM features.item_features")
+            blend_rows = db.df("SELECT strategy, metric, value FROM ml.evaluation")
             item_mask = in_stock.set_index("item_id")["in_stock"].reindex(shop.item_ids).fillna(True).to_numpy(bool)
 
             # Training rows: each past cut-off with its own LightFM and labels from the period after it.
@@ -255,10 +266,12 @@ def build_ranking_assets(settings: Settings) -> list:
                                      rcfg.train_users)  # fmt: skip
                 if not len(users):
                     continue
-                model, data = lightfm_before(con, settings, model_store, cutoff)
-                gen = stage.prepare(shop, cutoff, params, users=users,
-                                    model_lists=model_lists(model, data, shop.item_ids))  # fmt: skip
-                training.append(stage.labelled_rows(gen, users, shop.purchases, end))
+                with timed(f"LightFM for {cutoff.date()}"):
+                    model, data = lightfm_before(db, settings, model_store, cutoff)
+                with timed(f"candidates and features of {cutoff.date()}"):
+                    gen = stage.prepare(shop, cutoff, params, users=users,
+                                        model_lists=model_lists(model, data, shop.item_ids))  # fmt: skip
+                    training.append(stage.labelled_rows(gen, users, shop.purchases, end))
                 trained_on.append(f"{cutoff.date()} ({len(users):,} users, {len(training[-1]):,} rows, "
                                   f"{int(training[-1]['label'].sum()):,} positives)")  # fmt: skip
                 context.log.info(f"ranker training cut-off {trained_on[-1]}")
@@ -266,11 +279,13 @@ def build_ranking_assets(settings: Settings) -> list:
             # The hold-out: the same users ml/evaluation reports on, ranked from the days before it.
             eval_users = sample_users(relevant["user_id"].unique(), cfg.evaluation_users)
             _, report_users = split_users(eval_users)
-            model, data = lightfm_before(con, settings, model_store, first_holdout)
-        gen = stage.prepare(shop, first_holdout, params, users=eval_users,
-                            model_lists=model_lists(model, data, shop.item_ids, item_mask), item_mask=item_mask)  # fmt: skip
-        cands = stage.candidates(gen, eval_users)
-        test = stage.features(gen, cands)
+            with timed("LightFM for the hold-out"):
+                model, data = lightfm_before(db, settings, model_store, first_holdout)
+        with timed("candidates and features of the hold-out"):
+            gen = stage.prepare(shop, first_holdout, params, users=eval_users,
+                                model_lists=model_lists(model, data, shop.item_ids, item_mask), item_mask=item_mask)  # fmt: skip
+            cands = stage.candidates(gen, eval_users)
+            test = stage.features(gen, cands)
         bought_after = relevant.drop_duplicates().assign(label=1)
         test["label"] = test[["user_id", "item_id"]].merge(bought_after, on=["user_id", "item_id"], how="left")[
             "label"].fillna(0).to_numpy(np.int32)  # fmt: skip
@@ -292,7 +307,8 @@ def build_ranking_assets(settings: Settings) -> list:
             score(name, lists)
         evaluated = None
         if labelled:
-            evaluated = train_ranker(labelled, ranker_params(rcfg), generators=stage.GENERATORS)
+            with timed("ranker training (evaluated)"):
+                evaluated = train_ranker(labelled, ranker_params(rcfg), generators=stage.GENERATORS)
             score("ranker", rank_candidates(evaluated, test[test["user_id"].isin(report_users)], k))
 
         # The gate: the ranker against the best of the baselines, TIFU-KNN and the blend.
@@ -313,7 +329,8 @@ def build_ranking_assets(settings: Settings) -> list:
         if evaluated is not None:
             # The serving ranker also learns from the hold-out period itself (its rows were built
             # from the days before it, exactly like a training cut-off's).
-            serving = train_ranker([*labelled, test], ranker_params(rcfg), generators=stage.GENERATORS)
+            with timed("ranker training (serving)"):
+                serving = train_ranker([*labelled, test], ranker_params(rcfg), generators=stage.GENERATORS)
             importance = serving.importance()
             version = data_version(tuple(labelled) + (test,), str(ranker_params(rcfg)), str(params))
             root = model_store.root / RANKERS
@@ -324,15 +341,16 @@ def build_ranking_assets(settings: Settings) -> list:
                       {"version": version, "promoted": promoted, "reason": reason, key: value})  # fmt: skip
 
         rows = pd.DataFrame(
-            [{"strategy": s, "metric": m, "value": float(v)} for s, ms in results.items() for m, v in ms.items()]
+            [{"strategy": s, "metric": m, "value": float(v)} for s, ms in results.items() for m, v in ms.items()],
+            columns=["strategy", "metric", "value"],
         )
-        with warehouse.connect() as con:
-            con.register("ranker_rows", rows)
-            replace_table(con, "ml.ranker_evaluation", "SELECT strategy, metric, value FROM ranker_rows")
-            con.register("recall_rows", recall)
-            replace_table(con, "ml.candidate_recall", "SELECT generator, depth::INTEGER AS depth, recall, "
-                          "n_relevant::BIGINT AS n_relevant FROM recall_rows ORDER BY generator")  # fmt: skip
-            meta = table_metadata(con, "ml.ranker_evaluation")
+        recall_rows = (recall[["generator", "depth", "recall", "n_relevant"]]
+                       .astype({"depth": "int32", "n_relevant": "int64"})
+                       .sort_values("generator", kind="stable").reset_index(drop=True))  # fmt: skip
+        with warehouse.session() as db:
+            db.replace_table("ml.ranker_evaluation", rows)
+            db.replace_table("ml.candidate_recall", recall_rows)
+            meta = table_metadata(db, "ml.ranker_evaluation")
         table = pd.DataFrame(results).T.round(4)
         main_cols = [c for c in (key, f"recall@{k}", f"ndcg@{k}", f"repeat_precision@{k}", f"explore_precision@{k}",
                                  f"repeat_recall@{k}", f"explore_recall@{k}", f"repeat_share@{k}") if c in table]  # fmt: skip
@@ -345,6 +363,7 @@ def build_ranking_assets(settings: Settings) -> list:
                    for r in recall.itertuples()},  # fmt: skip
                 **{f"{s}/{m}": dg.MetadataValue.float(round(float(v), 4)) for s, ms in results.items()
                    for m, v in ms.items() if m in main_cols},  # fmt: skip
+                "seconds": dg.MetadataValue.md(pd.Series(seconds, name="seconds").round(1).to_markdown()),
                 "promoted": promoted,
                 "promotion_reason": reason,
                 "ranker_version": version or "",

@@ -11,34 +11,34 @@ from recs_pipeline.defs.text import load_item_text
 from recs_pipeline.ranking import stage
 from recs_pipeline.recommender.similar import text_similar_items, with_text_neighbours
 from recs_pipeline.recommender.serving import recommend_all, similar_item_table, training_data_for
-from recs_pipeline.resources import ModelStoreResource, WarehouseResource
+from recs_pipeline.resources import EngineResource, ModelStoreResource
 from recs_pipeline.settings import Settings
-from recs_pipeline.warehouse import replace_table
 
 
-def _load_inputs(warehouse: WarehouseResource) -> dict[str, pd.DataFrame]:
+def _load_inputs(warehouse: EngineResource) -> dict[str, pd.DataFrame]:
     # Every frame in a fixed order: sums over rows then come out the same on every run.
-    with warehouse.connect(read_only=True) as con:
+    with warehouse.session(read_only=True) as db:
         return {
-            "interactions": con.execute(
-                "SELECT user_id, item_id, weight FROM features.interactions ORDER BY user_id, item_id"
-            ).df(),
-            "user_tokens": con.execute("SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY ALL").df(),
-            "item_tokens": item_feature_tokens(con),
-            "items": con.execute(
+            "interactions": db.df("SELECT user_id, item_id, weight FROM features.interactions ORDER BY user_id, item_id"),
+            "user_tokens": db.df(
+                "SELECT user_id, feature, weight FROM features.user_feature_tokens ORDER BY user_id, feature, weight"
+            ),
+            "item_tokens": item_feature_tokens(db),
+            "items": db.df(
                 "SELECT item_id, coalesce(title, item_id) AS title, category, in_stock FROM features.item_features "
                 "ORDER BY item_id"
-            ).df(),
-            "users": con.execute("SELECT user_id, country, age_band FROM features.user_features ORDER BY user_id").df(),
-            "purchases": con.execute(
+            ),
+            "users": db.df("SELECT user_id, country, age_band FROM features.user_features ORDER BY user_id"),
+            "purchases": db.df(
                 "SELECT user_id, item_id, event_ts FROM staging.stg_events "
-                "WHERE event_type = 'purchase' AND NOT is_anonymous AND item_id IS NOT NULL ORDER BY ALL"
-            ).df(),
-            "now": con.execute("SELECT max(event_ts) FROM staging.stg_events").fetchall()[0][0],
+                "WHERE event_type = 'purchase' AND NOT is_anonymous AND item_id IS NOT NULL "
+                "ORDER BY user_id, item_id, event_ts"
+            ),
+            "now": db.scalar("SELECT max(event_ts) FROM staging.stg_events"),
         }
 
 
-def serving_model_and_data(warehouse: WarehouseResource, model_store: ModelStoreResource):
+def serving_model_and_data(warehouse: EngineResource, model_store: ModelStoreResource):
     """The serving model, its pointer, today's inputs and the matrices in its index space."""
     version, model, mappings, _, metrics, pointer = load_serving_model(model_store)
     inputs = _load_inputs(warehouse)
@@ -53,7 +53,7 @@ def serving_model_and_data(warehouse: WarehouseResource, model_store: ModelStore
     return version, model, pointer, inputs, data
 
 
-def ranked_lists(warehouse: WarehouseResource, model_store: ModelStoreResource, model, data, inputs: dict,
+def ranked_lists(warehouse: EngineResource, model_store: ModelStoreResource, model, data, inputs: dict,
                  settings: Settings) -> tuple[pd.DataFrame | None, str]:  # fmt: skip
     """The ranking stage's top-n for every user with history, when a ranker serves;
     (None, why not) otherwise (the slot blend then serves)."""
@@ -63,8 +63,8 @@ def ranked_lists(warehouse: WarehouseResource, model_store: ModelStoreResource, 
     if trained is None:
         return None, "slot blend: " + ((pointer or {}).get("reason") or "no ranker has been trained yet")
     cfg = settings.ranking
-    with warehouse.connect(read_only=True) as con:
-        shop = load_shop_history(con)
+    with warehouse.session(read_only=True) as db:
+        shop = load_shop_history(db)
     stock = inputs["items"].set_index("item_id")["in_stock"].astype(bool)
     item_mask = stock.reindex(shop.item_ids).fillna(True).to_numpy(dtype=bool)
     # Everything up to the newest event counts: the cut-off is just after it.
@@ -97,7 +97,7 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         description=f"Top-{cfg.top_n} per known user: buy-again and LightFM discoveries blended, cold-start "
         "lists from profile features or popularity, out-of-stock items filtered; strategy and reason per row.",
     )
-    def recommendations(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
+    def recommendations(warehouse: EngineResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
         version, model, pointer, inputs, data = serving_model_and_data(warehouse, model_store)
         now = pd.Timestamp(inputs["now"])
         ranked, ranker_note = ranked_lists(warehouse, model_store, model, data, inputs, settings)
@@ -117,24 +117,21 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         # clock, so rebuilding from the same data gives identical rows.
         recs["model_version"] = version
         recs["generated_at"] = now
-        with warehouse.connect() as con:
-            con.register("recs_frame", recs)
-            replace_table(
-                con,
-                "serving.recommendations",
-                "SELECT user_id, rank::INTEGER AS rank, item_id, score, strategy, reason, model_version, "
-                "generated_at::TIMESTAMP AS generated_at FROM recs_frame ORDER BY user_id, rank",
-            )
-            by_strategy = con.execute(
+        columns = ["user_id", "rank", "item_id", "score", "strategy", "reason", "model_version", "generated_at"]
+        rows = (recs[columns].astype({"rank": "int32", "generated_at": "datetime64[us]"})
+                .sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True))  # fmt: skip
+        with warehouse.session() as db:
+            db.replace_table("serving.recommendations", rows)
+            by_strategy = db.df(
                 "SELECT strategy, count(*) AS rows, count(DISTINCT user_id) AS users FROM serving.recommendations "
-                "GROUP BY 1 ORDER BY 2 DESC"
-            ).df()
-            n_users, n_missing = con.execute(
+                "GROUP BY strategy ORDER BY count(*) DESC"
+            )
+            n_users, n_missing = db.row(
                 "SELECT (SELECT count(DISTINCT user_id) FROM serving.recommendations), "
                 "(SELECT count(*) FROM features.user_features WHERE user_id NOT IN "
                 "(SELECT user_id FROM serving.recommendations))"
-            ).fetchall()[0]
-            meta = table_metadata(con, "serving.recommendations")
+            )
+            meta = table_metadata(db, "serving.recommendations")
         return dg.MaterializeResult(
             metadata={
                 **meta,
@@ -156,28 +153,24 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         "representations; for an item nobody has interacted with yet, by the cosine of its WordLlama text vector "
         "(basis = 'text').",
     )
-    def similar_items(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
+    def similar_items(warehouse: EngineResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
         version, model, _, inputs, data = serving_model_and_data(warehouse, model_store)
         table = similar_item_table(data, model, inputs["items"], cfg.similar_n)
         # Items nobody has interacted with yet: their neighbours by what their text means.
-        with warehouse.connect(read_only=True) as con:
-            ids, vectors, _ = load_item_text(con)
-            n_events = con.execute("SELECT item_id, n_events FROM features.item_features").df()
+        with warehouse.session(read_only=True) as db:
+            ids, vectors, _ = load_item_text(db)
+            n_events = db.df("SELECT item_id, n_events FROM features.item_features")
         stock = inputs["items"].set_index("item_id")["in_stock"].astype(bool).reindex(ids).fillna(True).to_numpy(bool)
         unseen = n_events.set_index("item_id")["n_events"].reindex(ids).fillna(0).to_numpy() == 0
         by_text = text_similar_items(vectors, ids, unseen, stock, cfg.similar_n)
         table = with_text_neighbours(table, by_text)
         table["basis"] = np.where(table["item_id"].isin(by_text["item_id"]), "text", "model")
         table["model_version"] = version
-        with warehouse.connect() as con:
-            con.register("similar_frame", table)
-            replace_table(
-                con,
-                "serving.similar_items",
-                "SELECT item_id, rank::INTEGER AS rank, similar_item_id, score, basis, model_version FROM similar_frame "
-                "ORDER BY item_id, rank",
-            )
-            meta = table_metadata(con, "serving.similar_items")
+        rows = (table[["item_id", "rank", "similar_item_id", "score", "basis", "model_version"]]
+                .astype({"rank": "int32"}).sort_values(["item_id", "rank"], kind="stable").reset_index(drop=True))  # fmt: skip
+        with warehouse.session() as db:
+            db.replace_table("serving.similar_items", rows)
+            meta = table_metadata(db, "serving.similar_items")
         return dg.MaterializeResult(metadata={**meta, "model_version": version})
 
     return [recommendations, similar_items]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from recs_pipeline.defs.metadata import table_metadata
-from recs_pipeline.resources import WarehouseResource
+from recs_pipeline.engine import Session
+from recs_pipeline.resources import EngineResource
 from recs_pipeline.settings import Settings
 from recs_pipeline.text.embeddings import (
     EMBEDDING_DIM,
@@ -29,7 +29,6 @@ from recs_pipeline.text.embeddings import (
     theme_summary,
     theme_tokens,
 )
-from recs_pipeline.warehouse import replace_table
 
 ITEM_TEXT_TABLE = "features.item_text_embeddings"
 ITEM_TEXT_KEY = dg.AssetKey(["features", "item_text_embeddings"])
@@ -50,35 +49,28 @@ def build_text_assets(settings: Settings, n_themes: int | None = None) -> list[d
         description="Every item's WordLlama vector (256 floats, L2-normalised; zeros without text) of its title "
         "and description, and its text theme (k-means on the vectors; -1 without text).",
     )
-    def item_text_embeddings(warehouse: WarehouseResource) -> dg.MaterializeResult:
-        with warehouse.connect(read_only=True) as con:
-            items = con.execute(
-                "SELECT item_id, title, description FROM features.item_features ORDER BY item_id"
-            ).df()
+    def item_text_embeddings(warehouse: EngineResource) -> dg.MaterializeResult:
+        with warehouse.session(read_only=True) as db:
+            items = db.df("SELECT item_id, title, description FROM features.item_features ORDER BY item_id")
         texts = item_texts(items["title"], items["description"])
         started = time.perf_counter()
         vectors = embed_texts(texts)
         embed_seconds = time.perf_counter() - started
         themes = text_themes(vectors, n_themes, seed=seed)
+        # The table's types are the Arrow types: VARCHAR, INTEGER, FLOAT[256]; rows in
+        # item id order (the query above already sorted them).
         frame = pa.table(
             {
                 "item_id": pa.array(items["item_id"].astype(str).tolist(), type=pa.string()),
                 "theme": pa.array(themes.astype(np.int32)),
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), EMBEDDING_DIM),
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(vectors.reshape(-1).astype(np.float32, copy=False), type=pa.float32()), EMBEDDING_DIM
+                ),
             }
         )
-        with warehouse.connect() as con:
-            con.register("item_text_frame", frame)
-            try:
-                replace_table(
-                    con,
-                    ITEM_TEXT_TABLE,
-                    f"SELECT item_id::VARCHAR AS item_id, theme::INTEGER AS theme, "
-                    f"embedding::FLOAT[{EMBEDDING_DIM}] AS embedding FROM item_text_frame ORDER BY item_id",
-                )
-            finally:
-                con.unregister("item_text_frame")
-            meta = table_metadata(con, ITEM_TEXT_TABLE)
+        with warehouse.session() as db:
+            db.replace_table(ITEM_TEXT_TABLE, frame)
+            meta = table_metadata(db, ITEM_TEXT_TABLE)
         # The default preview would print 256 floats a row: show the first few instead.
         preview = pd.DataFrame(
             {
@@ -106,16 +98,16 @@ def build_text_assets(settings: Settings, n_themes: int | None = None) -> list[d
     return [item_text_embeddings]
 
 
-def load_item_text(con: duckdb.DuckDBPyConnection) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+def load_item_text(db: Session) -> tuple[pd.Index, np.ndarray, np.ndarray]:
     """``(item_ids, vectors, themes)`` from ``features.item_text_embeddings``, ordered by
     item id: ``vectors`` float32 ``(n_items, 256)``, ``themes`` int64 (-1: no text).
     Align to another index with ``item_ids.get_indexer(ids)`` (-1: no row)."""
-    columns = con.execute(f"SELECT item_id, theme, embedding FROM {ITEM_TEXT_TABLE} ORDER BY item_id").fetchnumpy()
-    item_ids = pd.Index(np.asarray(columns["item_id"], dtype=object), name="item_id")
-    themes = np.asarray(columns["theme"], dtype=np.int64)
-    embeddings = columns["embedding"]
+    table = db.arrow(f"SELECT item_id, theme, embedding FROM {ITEM_TEXT_TABLE} ORDER BY item_id")
+    item_ids = pd.Index(np.asarray(table.column("item_id").to_pylist(), dtype=object), name="item_id")
+    themes = table.column("theme").to_numpy().astype(np.int64)
+    embeddings = table.column("embedding").combine_chunks()
     vectors = (
-        np.vstack(embeddings).astype(np.float32, copy=False)
+        embeddings.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(embeddings), -1)
         if len(embeddings)
         else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     )
@@ -132,9 +124,11 @@ def text_theme_tokens_sql(weight: float = THEME_TOKEN_WEIGHT) -> str:
     )
 
 
-def load_theme_tokens(con: duckdb.DuckDBPyConnection, weight: float = THEME_TOKEN_WEIGHT) -> pd.DataFrame:
-    """The theme tokens as a frame (``item_id, feature, weight``, ordered like
-    ``ORDER BY ALL``), ready to ``pd.concat`` to the item feature tokens."""
-    columns = con.execute(f"SELECT item_id, theme FROM {ITEM_TEXT_TABLE} ORDER BY item_id").fetchnumpy()
-    tokens = theme_tokens(np.asarray(columns["item_id"], dtype=object), np.asarray(columns["theme"]), weight)
+def load_theme_tokens(db: Session, weight: float = THEME_TOKEN_WEIGHT) -> pd.DataFrame:
+    """The theme tokens as a frame (``item_id, feature, weight``, ordered by all three
+    columns), ready to ``pd.concat`` to the item feature tokens."""
+    table = db.arrow(f"SELECT item_id, theme FROM {ITEM_TEXT_TABLE} ORDER BY item_id")
+    tokens = theme_tokens(
+        np.asarray(table.column("item_id").to_pylist(), dtype=object), table.column("theme").to_numpy(), weight
+    )
     return tokens.sort_values(["item_id", "feature", "weight"], kind="stable").reset_index(drop=True)

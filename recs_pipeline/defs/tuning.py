@@ -9,15 +9,16 @@ from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
 from recs_pipeline.defs.metadata import table_metadata
 from recs_pipeline.defs.ml import item_feature_tokens, model_params, png_markdown, weighted_interactions_sql, write_pointer
 from recs_pipeline.defs.ranking import load_shop_history, model_lists, ranker_params, stage_params, training_cutoffs
-from recs_pipeline.resources import ModelStoreResource, WarehouseResource
+from recs_pipeline.engine import Session
+from recs_pipeline.resources import EngineResource, ModelStoreResource
 from recs_pipeline.settings import TUNED_FILE, Settings, ignore_tuned, read_tuned
 from recs_pipeline.tuning import TuningData, tune, tuned_document, validation_split
 from recs_pipeline.tuning.studies import STUDIES, TuningBase, TuningResult
-from recs_pipeline.warehouse import replace_table
 
 TUNED_KEY = dg.AssetKey(["ml", "tuned_parameters"])
 TRIALS_TABLE = "ml.tuning_trials"
@@ -33,12 +34,12 @@ class TuningConfig(dg.Config):
     seed: int = 42
 
 
-def load_tuning_data(con, settings: Settings) -> TuningData:
+def load_tuning_data(db: Session, settings: Settings) -> TuningData:
     """Everything the studies read, from the days before the hold-out only: purchases,
     the interactions before each cut-off, and the catalogue and users known by then
     (an item or user first seen in the hold-out is not in any index space)."""
     cfg, rcfg = settings.model, settings.ranking
-    first_event, last = con.execute("SELECT min(event_ts), max(event_ts) FROM staging.stg_events").fetchall()[0]
+    first_event, last = db.row("SELECT min(event_ts), max(event_ts) FROM staging.stg_events")
     if last is None:
         raise dg.Failure("staging.stg_events is empty: nothing to tune on")
     first_holdout = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
@@ -46,11 +47,11 @@ def load_tuning_data(con, settings: Settings) -> TuningData:
     split = validation_split(first_holdout, cfg.holdout_days,
                              training_cutoffs(v, pd.Timestamp(first_event), cfg.holdout_days, rcfg.cutoffs))  # fmt: skip
     before = [first_holdout.to_pydatetime()]
-    shop = load_shop_history(con)
-    known_items = pd.Index(con.execute(
+    shop = load_shop_history(db)
+    known_items = pd.Index(db.df(
         "SELECT item_id FROM features.item_features WHERE in_catalogue UNION "
         "SELECT item_id FROM staging.stg_events WHERE item_id IS NOT NULL AND event_ts < ?", before,
-    ).df()["item_id"])  # fmt: skip
+    )["item_id"])  # fmt: skip
     keep = shop.item_ids.isin(known_items)
     shop = replace(
         shop,
@@ -61,14 +62,15 @@ def load_tuning_data(con, settings: Settings) -> TuningData:
     interactions = {}
     for cutoff in split.cutoffs:
         at = f"TIMESTAMP '{cutoff}'"
-        interactions[cutoff] = con.execute(
+        interactions[cutoff] = db.df(
             weighted_interactions_sql(settings, f"event_ts < {at}", at) + " ORDER BY user_id, item_id"
-        ).df()
-    user_tokens = con.execute(
+        )
+    user_tokens = db.df(
         "SELECT user_id, feature, weight FROM features.user_feature_tokens WHERE user_id IN "
-        "(SELECT user_id FROM staging.stg_events WHERE NOT is_anonymous AND event_ts < ?) ORDER BY ALL", before,
-    ).df()  # fmt: skip
-    item_tokens = item_feature_tokens(con)
+        "(SELECT user_id FROM staging.stg_events WHERE NOT is_anonymous AND event_ts < ?) "
+        "ORDER BY user_id, feature, weight", before,
+    )  # fmt: skip
+    item_tokens = item_feature_tokens(db)
     item_tokens = item_tokens[item_tokens["item_id"].isin(known_items)].reset_index(drop=True)
     return TuningData(
         split=split,
@@ -134,6 +136,23 @@ def summary_table(result: TuningResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+TRIALS_SCHEMA = pa.schema([("study", pa.string()), ("trial", pa.int32()), ("value", pa.float64()),
+                           ("params", pa.string()), ("state", pa.string())])  # fmt: skip
+
+
+def trials_table(trials: pd.DataFrame) -> pa.Table:
+    """The trials as ml.tuning_trials stores them (VARCHAR, INTEGER, DOUBLE, VARCHAR,
+    VARCHAR), ordered by study and trial."""
+    rows = trials.sort_values(["study", "trial"], kind="stable")
+    return pa.table({
+        "study": pa.array(rows["study"].astype(str).tolist(), type=pa.string()),
+        "trial": pa.array(rows["trial"].astype("int64").tolist(), type=pa.int32()),
+        "value": pa.array([None if pd.isna(v) else float(v) for v in rows["value"]], type=pa.float64()),
+        "params": pa.array(rows["params"].astype(str).tolist(), type=pa.string()),
+        "state": pa.array(rows["state"].astype(str).tolist(), type=pa.string()),
+    }, schema=TRIALS_SCHEMA)  # fmt: skip
+
+
 def build_tuning_assets(settings: Settings) -> list:
     @dg.asset(
         key=TUNED_KEY,
@@ -155,10 +174,10 @@ def build_tuning_assets(settings: Settings) -> list:
         "use them unless the TOML file sets the key. Trials in ml.tuning_trials. Run by tuning_job (recs tune), never "
         "by the nightly job.",
     )
-    def tuned_parameters(context: dg.AssetExecutionContext, config: TuningConfig, warehouse: WarehouseResource,
+    def tuned_parameters(context: dg.AssetExecutionContext, config: TuningConfig, warehouse: EngineResource,
                          model_store: ModelStoreResource) -> dg.MaterializeResult:  # fmt: skip
-        with warehouse.connect(read_only=True) as con:
-            data = load_tuning_data(con, settings)
+        with warehouse.session(read_only=True) as db:
+            data = load_tuning_data(db, settings)
         n_trials = {"lightfm": config.lightfm_trials, "tifu_knn": config.tifu_knn_trials,
                     "ranker": config.ranker_trials}  # fmt: skip
         try:
@@ -170,13 +189,9 @@ def build_tuning_assets(settings: Settings) -> list:
         path = model_store.root / TUNED_FILE
         write_pointer(path, document)  # a temporary file, then renamed: never half written
 
-        trials = result.trials
-        with warehouse.connect() as con:
-            con.register("tuning_rows", trials)
-            replace_table(con, TRIALS_TABLE, "SELECT study::VARCHAR AS study, trial::INTEGER AS trial, "
-                          "value::DOUBLE AS value, params::VARCHAR AS params, state::VARCHAR AS state "
-                          "FROM tuning_rows ORDER BY study, trial")  # fmt: skip
-            meta = table_metadata(con, TRIALS_TABLE)
+        with warehouse.session() as db:
+            db.replace_table(TRIALS_TABLE, trials_table(result.trials))
+            meta = table_metadata(db, TRIALS_TABLE)
         split = result.validation.split
         return dg.MaterializeResult(
             metadata={

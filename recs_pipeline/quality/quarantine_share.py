@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-import duckdb
+from recs_pipeline.engine import Session
 
 # The field that shows why a line got its reason (its text as the file had it).
 REASON_FIELDS = {
@@ -60,7 +60,7 @@ class QuarantinedDay:
 
 
 def days_over_quarantine_share(
-    con: duckdb.DuckDBPyConnection, first_day: date | None, last_day: date | None, max_share: float
+    db: Session, first_day: date | None, last_day: date | None, max_share: float
 ) -> list[QuarantinedDay]:
     """The days between ``first_day`` and ``last_day`` (all days when None) with more than
     ``max_share`` of their raw rows in ``quality.quarantine_events``, oldest first."""
@@ -69,7 +69,7 @@ def days_over_quarantine_share(
     value = "CASE reject_reason " + " ".join(
         f"WHEN '{reason}' THEN {column}" for reason, column in REASON_FIELDS.items()
     ) + " END"
-    rows = con.execute(
+    rows = db.rows(
         f"""
         WITH raw_days AS (
             SELECT partition_date, count(*) AS lines FROM raw.events WHERE {window} GROUP BY 1
@@ -91,5 +91,5 @@ def days_over_quarantine_share(
         ORDER BY 1
         """,
         params + params + [max_share],
-    ).fetchall()
+    )
     return [QuarantinedDay(*row) for row in rows]

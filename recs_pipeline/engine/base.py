@@ -1,0 +1,137 @@
+"""The engine interface: everything asset code does with warehouse tables.
+
+Asset code never talks to a database library. It asks the engine resource for a
+short-lived :class:`Session` (``with warehouse.session() as db``) and uses the methods
+below. SQL passed in is portable SQL (no engine-specific syntax, ``?`` placeholders for
+``params``); results come back as pandas frames, Arrow tables or Python values, never
+as an engine's own objects. Data written comes in as a SELECT, a pandas frame or an
+Arrow table: a frame's column types are its Arrow types (so cast in Python, e.g.
+``frame.astype({"rank": "int32"})``), timestamps at microsecond precision.
+
+Table names are trusted identifiers (``schema.name`` from code, never from data).
+
+One engine exists now, DuckDB (:mod:`recs_pipeline.engine.duckdb`, the default). An
+engine for Spark implements the same two classes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Union
+
+import pandas as pd
+import pyarrow as pa
+
+Params = Sequence[Any] | None
+# What a table is built from: a SELECT (portable SQL), a pandas frame or an Arrow table.
+TableData = Union[str, pd.DataFrame, pa.Table]
+
+
+class Session(ABC):
+    """A short-lived handle on the warehouse: one per step, closed at its end."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Params = None) -> None:
+        """Run a statement, discarding any result."""
+
+    @abstractmethod
+    def df(self, sql: str, params: Params = None) -> pd.DataFrame:
+        """A query's rows as a pandas frame."""
+
+    @abstractmethod
+    def arrow(self, sql: str, params: Params = None) -> pa.Table:
+        """A query's rows as an Arrow table."""
+
+    @abstractmethod
+    def rows(self, sql: str, params: Params = None) -> list[tuple]:
+        """A query's rows as tuples (for small results: counts, bounds, a preview)."""
+
+    def row(self, sql: str, params: Params = None) -> tuple | None:
+        """The first row of a query (None when it has none)."""
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+    def scalar(self, sql: str, params: Params = None) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        first = self.row(sql, params)
+        return None if first is None else first[0]
+
+    @abstractmethod
+    def table_exists(self, name: str) -> bool:
+        """Whether table ``schema.name`` (or ``name`` in the default schema) exists."""
+
+    @abstractmethod
+    def columns(self, name: str) -> list[tuple[str, str]]:
+        """(column, type) of a table or view, in order; types in the engine's spelling."""
+
+    @abstractmethod
+    def tables(self, schemas: Sequence[str] | None = None, include_views: bool = False) -> list[str]:
+        """``schema.name`` of every table (of ``schemas`` only when given), sorted."""
+
+    @abstractmethod
+    def replace_table(self, name: str, data: TableData, params: Params = None) -> int:
+        """Rebuild ``name`` from ``data`` atomically: readers see the old table or the new
+        one, never half; a failure keeps the old table. Creates the schema when missing.
+        Returns the new table's row count."""
+
+    @abstractmethod
+    def replace_partition(self, name: str, data: TableData, column: str, value: Any, params: Params = None) -> int:
+        """Replace the rows of ``name`` whose ``column`` equals ``value`` (one day) with
+        ``data``, in one transaction: the other days are untouched, and running it again
+        with the same data gives the same table (no duplicates). Columns are matched by
+        name. Every row of ``data`` must have ``column = value`` (else ``ValueError`` and
+        nothing changes). Creates the table from ``data`` when missing. Returns the
+        partition's row count."""
+
+    @abstractmethod
+    def sample(self, name: str, rows: int, where: str = "", seed: int = 42) -> pd.DataFrame:
+        """Up to ``rows`` rows of ``name`` (filtered by ``where``, a SQL condition) drawn at
+        random with ``seed``: the same table and seed give the same sample."""
+
+
+class Engine(ABC):
+    """Where the warehouse's tables live and how they are computed."""
+
+    kind: str
+
+    @abstractmethod
+    def session(self, read_only: bool = False) -> AbstractContextManager[Session]:
+        """A short-lived session; ``read_only`` when the step writes nothing."""
+
+    @abstractmethod
+    def publish_snapshot(self, target: Path) -> Path:
+        """Write a read-only copy of every table to ``target`` (a DuckDB file that SQL
+        users query), replacing the previous copy atomically. Returns ``target``."""
+
+    # One-call conveniences, each in a session of its own.
+    def df(self, sql: str, params: Params = None) -> pd.DataFrame:
+        with self.session(read_only=True) as db:
+            return db.df(sql, params)
+
+    def arrow(self, sql: str, params: Params = None) -> pa.Table:
+        with self.session(read_only=True) as db:
+            return db.arrow(sql, params)
+
+    def scalar(self, sql: str, params: Params = None) -> Any:
+        with self.session(read_only=True) as db:
+            return db.scalar(sql, params)
+
+    def execute(self, sql: str, params: Params = None) -> None:
+        with self.session() as db:
+            db.execute(sql, params)
+
+    def tables(self, schemas: Sequence[str] | None = None, include_views: bool = False) -> list[str]:
+        with self.session(read_only=True) as db:
+            return db.tables(schemas, include_views)
+
+
+def split_name(name: str, default_schema: str = "main") -> tuple[str, str]:
+    """``("schema", "table")`` of a trusted ``schema.table`` (or ``table``) name."""
+    schema, _, table = name.rpartition(".")
+    return (schema or default_schema), table
+
+
+__all__ = ["Engine", "Params", "Session", "TableData", "split_name"]
