@@ -188,10 +188,11 @@ TARGETS = [
     Target("online-retail", "new items only", "blend (buy-again + model)", "precision@10", 0.083),
     Target("online-retail", "cold-start customers", "LightFM hybrid", "precision@10", None, versus="popularity (30 days)"),
     # The ranking stage (issue: a learned ranking stage).
+    Target("movielens-100k", "stratified 75/25", "ranker", "precision@10", 0.42),
     Target("online-retail", "repeat allowed", "served", "precision@10", 0.36),
-    Target("online-retail", "repeat allowed", "ranker", "precision@10", 0.36),
+    Target("online-retail", "repeat allowed", "served", "precision@10", None, versus="TIFU-KNN", factor=1.05),
     Target("online-retail", "repeat allowed", "ranker", "precision@10", None, versus="TIFU-KNN", factor=1.05),
-    Target("online-retail", "new items only", "ranker", "precision@10", 0.083),
+    Target("online-retail", "new items only", "served", "precision@10", 0.083),
     Target("online-retail", "cold-start customers", "served", "precision@10", None, versus="popularity (30 days)",
            factor=1.05),
 ]
@@ -475,8 +476,8 @@ def movielens(quick: bool, tune: bool, tune_candidates: bool = False) -> tuple[l
 
 RETAIL_CUTOFF = pd.Timestamp("2011-08-01")  # test: August 2011
 # What the pipeline's gate serves on 2011-08-01, decided on its own hold-out (July):
-# `python -m benchmarks.ranking --validate` gives the ranker P@10 RANKER_JULY against
-# TIFU-KNN and buy-again's; the blend scored below buy-again there.
+# `python -m benchmarks.ranking --validate` gives the ranker P@10 0.330 against 0.317 for
+# TIFU-KNN and 0.303 for buy-again (the blend scored 0.321 on July before the ranker).
 RETAIL_SERVED_BY = "ranker"
 RETAIL_VALIDATION_CUTOFF = pd.Timestamp("2011-07-01")  # validation: July, inside the training data
 POPULARITY_DAYS = 30
