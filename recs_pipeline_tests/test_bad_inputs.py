@@ -386,10 +386,13 @@ def matrix(tmp_path_factory) -> Matrix:
             "SELECT partition_date, raw_rows, clean_rows, quarantined_rows, duplicate_rows, is_balanced "
             "FROM quality.event_reconciliation ORDER BY 1"
         ).fetchall()
+    # The data checks (ERROR severity); the model gates (WARN) judge quality, and on a
+    # shop this small the ranker may well lose to the blend.
     checks_failed = [
         e.event_specific_data.check_name
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+        and e.event_specific_data.severity == dg.AssetCheckSeverity.ERROR
     ]
     return Matrix(settings, landing, plan, result, outcome, reconciliation, checks_failed)
 
