@@ -33,3 +33,17 @@ def table_metadata(db: Session, table: str, where: str = "", preview_rows: int =
         "table": dg.MetadataValue.text(table),
         "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "(no rows)"),
     }
+
+
+def gate_result(context: dg.AssetCheckExecutionContext, asset: dg.AssetKey, passed_key: str, what: str,
+                extra: tuple[str, ...] = ()) -> dg.AssetCheckResult:  # fmt: skip
+    """A WARN check that reports the promotion gate an asset recorded in its latest
+    materialisation's metadata (``passed_key``, ``promotion_reason`` and ``extra``)."""
+    event = context.instance.get_latest_materialization_event(asset)
+    meta = event.asset_materialization.metadata if event else {}
+    return dg.AssetCheckResult(
+        passed=bool(meta[passed_key].value) if passed_key in meta else False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=meta["promotion_reason"].value if "promotion_reason" in meta else f"no {what} yet",
+        metadata={key: meta[key].value if key in meta else "" for key in extra},
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from recs_pipeline.defs.metadata import table_metadata
+from recs_pipeline.defs.metadata import gate_result, table_metadata
 from recs_pipeline.ml.matrices import build_training_data, with_weak_negatives
 from recs_pipeline.ml.model import (
     ModelParams,
@@ -422,15 +422,7 @@ def build_ml_assets(settings: Settings) -> list:
         "than the serving model. When it fails, the previous model keeps serving.",
     )
     def new_model_beats_baselines(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(dg.AssetKey(["ml", "model"]))
-        meta = event.asset_materialization.metadata if event else {}
-        passed = bool(meta["gate_passed"].value) if "gate_passed" in meta else False
-        return dg.AssetCheckResult(
-            passed=passed,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=meta["promotion_reason"].value if "promotion_reason" in meta else "no model yet",
-            metadata={"serving_version": meta["serving_version"].value if "serving_version" in meta else ""},
-        )
+        return gate_result(context, dg.AssetKey(["ml", "model"]), "gate_passed", "model", extra=("serving_version",))
 
     return [training_set, evaluation, model, new_model_beats_baselines]
 

@@ -3,6 +3,9 @@ cut-offs, evaluated on the hold-out next to the slot blend and TIFU-KNN, and pro
 to serve when it beats them. The maths lives in recs_pipeline.ranking."""
 
 import json
+import shutil
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from recs_pipeline.defs.metadata import table_metadata
+from recs_pipeline.defs.metadata import gate_result, table_metadata
 from recs_pipeline.defs.ml import (
     EVALUATION_MODELS,
     data_version,
@@ -188,9 +191,6 @@ def importance_chart(importance: pd.DataFrame, top: int = 20) -> str:
 
 def phase_timer(seconds: dict[str, float]):
     """``with timed(name):`` adds the block's wall time to ``seconds[name]``."""
-    import time
-    from contextlib import contextmanager
-
     @contextmanager
     def timed(name: str):
         started = time.perf_counter()
@@ -219,8 +219,6 @@ def prune_rankers(root: Path, keep: int, protect: str | None) -> None:
                      key=lambda d: d.stat().st_mtime, reverse=True)  # fmt: skip
     for directory in folders[keep:]:
         if directory.name != protect:
-            import shutil
-
             shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -379,12 +377,6 @@ def build_ranking_assets(settings: Settings) -> list:
         "and the slot blend; otherwise the blend serves.",
     )
     def ranker_beats_blend_and_tifu_knn(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(dg.AssetKey(["ml", "ranker"]))
-        meta = event.asset_materialization.metadata if event else {}
-        return dg.AssetCheckResult(
-            passed=bool(meta["promoted"].value) if "promoted" in meta else False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=meta["promotion_reason"].value if "promotion_reason" in meta else "no ranker yet",
-        )
+        return gate_result(context, dg.AssetKey(["ml", "ranker"]), "promoted", "ranker")
 
     return [ranker, ranker_beats_blend_and_tifu_knn] if rcfg.enabled else []
