@@ -7,7 +7,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 export GX_ANALYTICS_ENABLED = false
 
-.PHONY: install run dev test test-ui test-reliability test-all bench bench-quality clean
+.PHONY: install install-spark run dev test test-ui test-reliability test-spark test-all bench bench-quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,17 @@ test-ui: install ## the Dagster UI driven in headless Chromium: every asset grou
 test-reliability: install ## slower suites: bad-input matrix, backfill twice, two runs at once (checksums of every table)
 	$(PY) -m pytest -q -m reliability
 
+# Java 17+ (Debian's headless JRE) and the spark extra (PySpark, dbt-spark), when missing.
+install-spark: install ## the Spark engine's needs: Java 17 (apt) and the spark extra
+	@if ! java -version 2>&1 | grep -qE 'version "(1[7-9]|2[0-9])'; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	fi
+	@$(PY) -c "import pyspark, dbt.adapters.spark" 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,spark]"
+
+test-spark: install-spark ## the Spark engine: its contract, and dbt on Spark table for table equal to DuckDB (writes benchmarks/results/engine_parity.json)
+	$(PY) -m pytest -q -m spark
+
 SCALES ?= S,M
 bench: install ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes; SCALES=L for 10M events)
 	$(PY) -m benchmarks.pipeline --scales $(SCALES)
@@ -55,4 +66,4 @@ bench-quality: install ## model quality on MovieLens 100K, Online Retail and the
 	$(PY) -m benchmarks.quality
 
 clean:
-	rm -rf data/landing data/warehouse.duckdb* data/models data/published dbt_project/target $(DAGSTER_HOME)
+	rm -rf data/landing data/warehouse.duckdb* data/spark-warehouse data/models data/published dbt_project/target $(DAGSTER_HOME)

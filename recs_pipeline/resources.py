@@ -14,7 +14,7 @@ import duckdb
 from dagster_dbt import DbtCliResource, DbtProject
 
 from recs_pipeline.engine import Engine, Session, create_engine
-from recs_pipeline.settings import DBT_PROJECT_DIR, Settings, SourceSettings, load_settings
+from recs_pipeline.settings import DBT_PROJECT_DIR, EngineSettings, Settings, SourceSettings, load_settings
 from recs_pipeline.sources.adapters import build_source
 from recs_pipeline.sources.base import Source
 from recs_pipeline.warehouse import connection
@@ -24,15 +24,25 @@ class EngineResource(dg.ConfigurableResource):
     """The warehouse's tables, through the engine interface (recs_pipeline.engine):
     asset code opens a short-lived session per step and never sees which engine runs it.
 
-    ``kind`` is the engine (``RECS_ENGINE`` / ``[engine] kind``; only "duckdb" now),
-    ``path`` the warehouse's location (the DuckDB file)."""
+    ``kind`` is the engine (``RECS_ENGINE`` / ``[engine] kind``: "duckdb" or "spark"),
+    ``path`` the warehouse's location (the DuckDB file, or Spark's folder of Parquet
+    tables); the ``spark_*`` fields say where Spark runs (recs_pipeline.settings.EngineSettings)."""
 
     kind: str = "duckdb"
     path: str
     lock_timeout_s: float = 600.0
+    spark_master: str = "local[*]"
+    spark_remote: str = ""
+    spark_driver_memory: str = "2g"
 
     def engine(self) -> Engine:
-        return create_engine(self.kind, self.path, lock_timeout_s=self.lock_timeout_s)
+        spark = EngineSettings(
+            kind=self.kind,
+            spark_master=self.spark_master,
+            spark_remote=self.spark_remote,
+            spark_driver_memory=self.spark_driver_memory,
+        )
+        return create_engine(self.kind, self.path, lock_timeout_s=self.lock_timeout_s, spark=spark)
 
     @contextmanager
     def session(self, read_only: bool = False) -> Iterator[Session]:
@@ -48,7 +58,10 @@ class WarehouseResource(EngineResource):
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.kind != "duckdb":
-            raise RuntimeError(f"a raw DuckDB connection is not available with engine {self.kind!r}")
+            raise RuntimeError(
+                f"this step does not run on the {self.kind!r} engine yet (it still needs a DuckDB "
+                "connection; docs/scale.md lists what runs on Spark)"
+            )
         with connection(self.path, read_only=read_only, lock_timeout_s=self.lock_timeout_s) as con:
             yield con
 
@@ -124,7 +137,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {
         # Under "warehouse": the key every asset and check uses. A WarehouseResource (the
         # engine resource plus raw connections) until the last modules are migrated.
-        "warehouse": WarehouseResource(kind=settings.engine.kind, path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(
+            kind=settings.engine.kind,
+            path=str(settings.engine_path),
+            spark_master=settings.engine.spark_master,
+            spark_remote=settings.engine.spark_remote,
+            spark_driver_memory=settings.engine.spark_driver_memory,
+        ),
         "shop_source": ShopSourceResource(
             kind=settings.source.kind,
             path=str(build_source(settings).root),

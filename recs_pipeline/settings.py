@@ -26,10 +26,8 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
 SOURCE_KINDS = ("synthetic", "online_retail", "movielens", "generic")
-# Engines behind recs_pipeline.engine (RECS_ENGINE / [engine] kind). Spark is planned:
-# asking for it fails loudly instead of silently running on DuckDB.
-ENGINE_KINDS = ("duckdb",)
-PLANNED_ENGINE_KINDS = ("spark",)
+# Engines behind recs_pipeline.engine (RECS_ENGINE / [engine] kind).
+ENGINE_KINDS = ("duckdb", "spark")
 
 
 def check_engine_kind(kind: str) -> str:
@@ -37,28 +35,46 @@ def check_engine_kind(kind: str) -> str:
     normalised = str(kind).strip().lower()
     if normalised in ENGINE_KINDS:
         return normalised
-    if normalised in PLANNED_ENGINE_KINDS:
-        raise ValueError(
-            f"engine {normalised!r} is not available in this version yet: only {', '.join(ENGINE_KINDS)} is "
-            '(unset RECS_ENGINE, or set [engine] kind = "duckdb")'
-        )
     raise ValueError(f"engine kind {kind!r} is not one of {', '.join(ENGINE_KINDS)}")
+
+
+ENGINE_KEYS = {"kind", "spark_master", "spark_remote", "spark_driver_memory", "spark_warehouse"}
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Which engine runs the warehouse's tables (``[engine]``, ``RECS_ENGINE``)."""
+    """Which engine runs the warehouse's tables (``[engine]``, ``RECS_ENGINE``), and where
+    Spark runs when it is Spark (``RECS_SPARK_*``)."""
 
     kind: str = "duckdb"
+    # local[*] runs Spark inside the pipeline's processes; spark://host:7077, yarn or
+    # k8s://... a cluster (docs/scale.md). spark_remote (sc://host:15002) uses Spark Connect.
+    spark_master: str = "local[*]"
+    spark_remote: str = ""
+    # The driver holds what the models train on (docs/scale.md): set it explicitly.
+    spark_driver_memory: str = "2g"
+    # Folder of the Parquet tables (<schema>.db/<table>/); default <data_dir>/spark-warehouse.
+    spark_warehouse: Path | None = None
 
 
-def engine_settings(section: dict[str, Any], env: dict[str, str]) -> EngineSettings:
-    """``[engine]`` of the TOML file, ``kind`` overridden by ``RECS_ENGINE``."""
-    unknown = set(section) - {"kind"}
+def engine_settings(
+    section: dict[str, Any], env: dict[str, str], data_dir: Path | None = None, base: Path | None = None
+) -> EngineSettings:
+    """``[engine]`` of the TOML file, each key overridden by its environment variable."""
+    unknown = set(section) - ENGINE_KEYS
     if unknown:
         raise ValueError(f"[engine] has unknown key(s) {', '.join(sorted(unknown))}")
     kind = env.get("RECS_ENGINE") or section.get("kind") or "duckdb"
-    return EngineSettings(kind=check_engine_kind(kind))
+    warehouse = env.get("RECS_SPARK_WAREHOUSE") or section.get("spark_warehouse")
+    if not warehouse and data_dir is not None:
+        warehouse = data_dir / "spark-warehouse"
+    return EngineSettings(
+        kind=check_engine_kind(kind),
+        spark_master=env.get("RECS_SPARK_MASTER") or section.get("spark_master") or "local[*]",
+        spark_remote=env.get("RECS_SPARK_REMOTE") or section.get("spark_remote") or "",
+        spark_driver_memory=env.get("RECS_SPARK_DRIVER_MEMORY") or section.get("spark_driver_memory") or "2g",
+        spark_warehouse=_abs(warehouse, base or Path.cwd()) if warehouse else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -288,9 +304,22 @@ class Settings:
     def erasure_requests_path(self) -> Path:
         return self.landing_dir / self.privacy.erasure_requests_dir
 
+    @property
+    def engine_path(self) -> Path:
+        """Where the engine keeps the tables: the DuckDB file, or Spark's warehouse folder."""
+        if self.engine.kind == "spark":
+            return self.engine.spark_warehouse or self.data_dir / "spark-warehouse"
+        return self.warehouse_path
+
     def export_env(self) -> None:
-        """Expose the warehouse path to dbt's profiles.yml (`env_var('RECS_WAREHOUSE')`)."""
+        """Expose the engine to dbt's profiles.yml: the target (``RECS_DBT_TARGET``), the
+        DuckDB file (`env_var('RECS_WAREHOUSE')`) and Spark's settings."""
         os.environ["RECS_WAREHOUSE"] = str(self.warehouse_path)
+        os.environ["RECS_DBT_TARGET"] = "spark" if self.engine.kind == "spark" else "local"
+        if self.engine.kind == "spark":
+            os.environ["RECS_SPARK_WAREHOUSE"] = str(self.engine_path)
+            os.environ["RECS_SPARK_MASTER"] = self.engine.spark_master
+            os.environ["RECS_SPARK_DRIVER_MEMORY"] = self.engine.spark_driver_memory
 
     def with_overrides(self, **kwargs: Any) -> "Settings":
         return replace(self, **kwargs)
@@ -413,7 +442,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
     )
     settings = replace(settings, sql=sql_settings(toml.get("sql", {}), env))
-    settings = replace(settings, engine=engine_settings(toml.get("engine", {}), env))
+    settings = replace(settings, engine=engine_settings(toml.get("engine", {}), env, data_dir, base))
     return apply_tuned(settings, toml, env)
 
 

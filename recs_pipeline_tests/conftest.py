@@ -23,7 +23,8 @@ def _no_exported_warehouse(monkeypatch):
     """Every test starts without RECS_WAREHOUSE: a dbt step exports it for dbt's profile
     (Settings.export_env), and a later test reading the environment would otherwise open
     an earlier test's warehouse."""
-    monkeypatch.delenv("RECS_WAREHOUSE", raising=False)
+    for name in ("RECS_WAREHOUSE", "RECS_DBT_TARGET", "RECS_SPARK_WAREHOUSE", "RECS_SPARK_MASTER", "RECS_SPARK_DRIVER_MEMORY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def settings_for(tmp: Path, **env: str) -> Settings:
@@ -49,9 +50,9 @@ def small_shop(tmp_path_factory, small_shop_config):
     return root, report
 
 
-# Suites with targets of their own (`make test-ui`, `make test-reliability`, both run by CI):
+# Suites with targets of their own (`make test-ui`, `make test-reliability`, `make test-spark`, all run by CI):
 # skipped by a plain `pytest` unless selected with `-m <name>` or RECS_<NAME>_TESTS=1.
-SEPARATE_SUITES = ("ui", "reliability")
+SEPARATE_SUITES = ("ui", "reliability", "spark")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -161,24 +161,43 @@ def test_publish_snapshot_copies_every_table(engine, tmp_path):
     assert snapshot.tables() == ["serving.t"] and snapshot.scalar("SELECT x FROM serving.t") == 1
 
 
-def test_engine_setting_defaults_to_duckdb_and_refuses_spark_for_now(tmp_path):
+def test_engine_setting_defaults_to_duckdb_and_spark_is_configured_in_one_place(tmp_path):
     assert settings_for(tmp_path).engine.kind == "duckdb"
     assert settings_for(tmp_path, RECS_ENGINE="DuckDB").engine.kind == "duckdb"
-    with pytest.raises(ValueError, match="'spark' is not available in this version"):
-        settings_for(tmp_path, RECS_ENGINE="spark")
     with pytest.raises(ValueError, match="not one of"):
         settings_for(tmp_path, RECS_ENGINE="oracle")
+    spark = settings_for(tmp_path, RECS_ENGINE="spark", RECS_SPARK_DRIVER_MEMORY="6g")
+    assert spark.engine.kind == "spark" and spark.engine.spark_driver_memory == "6g"
+    assert spark.engine.spark_master == "local[*]"
+    # The tables live in a folder under the data dir; the resource points the engine there.
+    assert spark.engine_path == tmp_path / "spark-warehouse"
+    resource = build_resources(spark)["warehouse"]
+    assert resource.kind == "spark" and resource.path == str(tmp_path / "spark-warehouse")
+    assert resource.spark_driver_memory == "6g"
     config = tmp_path / "recs.toml"
-    config.write_text('[engine]\nkind = "spark"\n')
-    with pytest.raises(ValueError, match="not available"):
-        load_settings({"RECS_CONFIG": str(config), "RECS_DATA_DIR": str(tmp_path)})
-    config.write_text('[engine]\nkind = "duckdb"\n')
-    assert load_settings({"RECS_CONFIG": str(config), "RECS_DATA_DIR": str(tmp_path)}).engine.kind == "duckdb"
+    config.write_text('[engine]\nkind = "spark"\nspark_master = "spark://head:7077"\nspark_warehouse = "wh"\n')
+    from_file = load_settings({"RECS_CONFIG": str(config), "RECS_DATA_DIR": str(tmp_path)}).engine
+    assert from_file.kind == "spark" and from_file.spark_master == "spark://head:7077"
+    assert from_file.spark_warehouse == tmp_path / "wh"  # relative to the config file
     config.write_text('[engine]\nkind = "duckdb"\nthreads = 4\n')
     with pytest.raises(ValueError, match="unknown key"):
         load_settings({"RECS_CONFIG": str(config), "RECS_DATA_DIR": str(tmp_path)})
-    with pytest.raises(ValueError, match="not available"):
-        create_engine("spark", tmp_path / "w.duckdb")
+    # dbt's profile follows the engine: its target and Spark's settings come from the env.
+    import os
+
+    spark.export_env()
+    assert os.environ["RECS_DBT_TARGET"] == "spark"
+    assert os.environ["RECS_SPARK_WAREHOUSE"] == str(tmp_path / "spark-warehouse")
+    settings_for(tmp_path).export_env()
+    assert os.environ["RECS_DBT_TARGET"] == "local"
+
+
+def test_the_spark_engine_says_how_to_install_it_when_pyspark_is_missing(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # as on an install without the extra
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[spark\]'"):
+        create_engine("spark", tmp_path / "spark-warehouse")
 
 
 def test_the_warehouse_resource_is_the_engine_resource(tmp_path):

@@ -11,6 +11,7 @@ import json
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from recs_pipeline.engine.folders import spark_table_names
 from recs_pipeline.settings import Settings
 from recs_pipeline.warehouse import writer_lock
 
@@ -61,15 +63,20 @@ def build_transform_assets(
                 "max_date": (span.end - timedelta(days=1)).date().isoformat(),
             }
         settings.export_env()
+        if settings.engine.kind == "spark":
+            # Each dbt process starts with an empty catalog: it registers these folders
+            # (macro register_spark_tables, on-run-start).
+            dbt_vars["spark_tables"] = spark_table_names(settings.engine_path)
         # Each invocation's artefacts go to a temporary folder: dagster-dbt otherwise
         # leaves a new copy of the manifest under dbt_project/target every run.
-        # dbt opens the warehouse without waiting for DuckDB's lock: hold the pipeline's
+        # dbt opens a DuckDB warehouse without waiting for its lock: hold the pipeline's
         # cross-process lock for the whole invocation (see recs_pipeline.warehouse).
         # dbt's own log is kept under data/logs/dbt/ (dagster-dbt would put it in the
         # temporary target folder): the failure line points at it.
         log_path = settings.data_dir / "logs" / "dbt"
         log_path.mkdir(parents=True, exist_ok=True)
-        with writer_lock(settings.warehouse_path), tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
+        lock = writer_lock(settings.warehouse_path) if settings.engine.kind == "duckdb" else nullcontext()
+        with lock, tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
             invocation = dbt.cli(
                 ["build", "--vars", json.dumps(dbt_vars), "--log-path", str(log_path)],
                 context=context,

@@ -1,22 +1,35 @@
 """One engine interface for everything asset code does with tables (recs_pipeline.engine.base),
-with DuckDB behind it (the default; ``RECS_ENGINE`` / ``[engine] kind``)."""
+with DuckDB (the default) and Spark behind it (``RECS_ENGINE`` / ``[engine] kind``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from recs_pipeline.engine.base import Engine, Session, TableData
-from recs_pipeline.settings import ENGINE_KINDS, check_engine_kind
+from recs_pipeline.settings import ENGINE_KINDS, EngineSettings, check_engine_kind
 
 
-def create_engine(kind: str, path: str | Path, lock_timeout_s: float = 600.0) -> Engine:
-    """The engine of ``kind`` (see ``recs_pipeline.settings.ENGINE_KINDS``) on the warehouse at ``path``."""
+def create_engine(
+    kind: str, path: str | Path, lock_timeout_s: float = 600.0, spark: EngineSettings | None = None
+) -> Engine:
+    """The engine of ``kind`` (see ``recs_pipeline.settings.ENGINE_KINDS``) on the warehouse at
+    ``path`` (DuckDB: the file; Spark: the folder of Parquet tables, run as ``spark`` says)."""
     kind = check_engine_kind(kind)
     if kind == "duckdb":
         from recs_pipeline.engine.duckdb import DuckDBEngine
 
         return DuckDBEngine(path, lock_timeout_s=lock_timeout_s)
-    raise AssertionError(f"engine {kind!r} is accepted by settings but not built here")  # pragma: no cover
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:  # the optional extra
+        raise RuntimeError(
+            "the Spark engine needs PySpark and Java 17+: pip install -e '.[spark]' "
+            "(make test-spark installs both)"
+        ) from exc
+    from recs_pipeline.engine.spark import SparkEngine
+
+    spark = spark or EngineSettings(kind="spark")
+    return SparkEngine(path, master=spark.spark_master, driver_memory=spark.spark_driver_memory, remote=spark.spark_remote)
 
 
 __all__ = ["ENGINE_KINDS", "Engine", "Session", "TableData", "create_engine"]

@@ -1,0 +1,358 @@
+"""The Spark engine: the warehouse is a folder of Parquet tables, computed by Spark.
+
+Storage convention (shared with dbt-spark's target in dbt_project/profiles.yml):
+table ``schema.name`` lives at ``<warehouse>/<schema>.db/<name>/`` as Parquet, a table
+partitioned by day in hive-style ``partition_date=YYYY-MM-DD/`` folders. Every process
+(a Dagster step, dbt, the CLI) uses Spark's in-memory catalog and registers the folders
+it finds as external tables when a session starts, so there is no metastore to share
+and no single-writer lock: many processes may use the warehouse at once. (On a cluster
+a Hive metastore or Unity/Glue catalog takes this role: docs/scale.md.)
+
+Locally the SparkSession runs in this process (``local[*]``); ``master`` points it at a
+cluster, ``remote`` at a Spark Connect server. Tables are Parquet, not Delta: Delta's
+jars are fetched from Maven at run time, which a machine without internet cannot do.
+A table is replaced by writing the new version next to it and swapping the folders, so
+a failed write keeps the old table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from recs_pipeline.engine import folders
+from recs_pipeline.engine.base import Engine, Params, Session, TableData, split_name
+from recs_pipeline.engine.folders import SCRATCH_PREFIX
+
+
+def spark_conf(warehouse: Path, driver_memory: str = "2g", extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The Spark settings every process of the pipeline uses (dbt's profile sets the same)."""
+    return {
+        "spark.sql.warehouse.dir": str(warehouse),
+        # No metastore: each process registers the folders (see the module docstring).
+        "spark.sql.catalogImplementation": "in-memory",
+        # Partitions are discovered from the folders, not kept in the catalog: a day one
+        # process overwrote is seen by the next without a repair step.
+        "spark.sql.hive.manageFilesourcePartitions": "false",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # A CTAS with an explicit LOCATION (how dbt rebuilds a table) overwrites the folder.
+        "spark.sql.legacy.allowNonEmptyLocationInCTAS": "true",
+        "spark.sql.sources.default": "parquet",
+        "spark.sql.session.timeZone": "UTC",
+        # dbt-spark runs with ANSI mode off; the engine's SQL must mean the same.
+        "spark.sql.ansi.enabled": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.driver.memory": driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # Small shops: a few partitions per shuffle, not 200 tiny files per table.
+        "spark.sql.shuffle.partitions": "8",
+        **(extra or {}),
+    }
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+def spark_session(master: str, conf: dict[str, str], remote: str = ""):
+    """This process's SparkSession (Spark allows one per JVM). A session of another
+    warehouse (a test's earlier one) is stopped first: the warehouse folder is fixed for
+    a session's life."""
+    from pyspark.sql import SparkSession
+
+    with _SESSION_LOCK:
+        active = SparkSession.getActiveSession() or SparkSession._instantiatedSession
+        if active is not None and not remote:
+            if active.conf.get("spark.sql.warehouse.dir", "").removeprefix("file:") == conf["spark.sql.warehouse.dir"]:
+                return active
+            active.stop()
+        builder = SparkSession.builder.appName("recs-pipeline")
+        builder = builder.remote(remote) if remote else builder.master(master)
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        if not remote:
+            spark.sparkContext.setLogLevel("ERROR")
+        return spark
+
+
+def _naive_utc(table: pa.Table) -> pa.Table:
+    """Timestamps without a zone, in UTC, as DuckDB's TIMESTAMP gives them (Spark's Arrow
+    output marks them UTC)."""
+    fields = []
+    changed = False
+    for field in table.schema:
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            fields.append(pa.field(field.name, pa.timestamp(field.type.unit), field.nullable))
+            changed = True
+        else:
+            fields.append(field)
+    return table.cast(pa.schema(fields)) if changed else table
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = [
+        pa.field(f.name, pa.timestamp("us", f.type.tz), f.nullable)
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
+
+
+class SparkEngineSession(Session):
+    """The engine interface on this process's SparkSession."""
+
+    def __init__(self, engine: "SparkEngine", spark):
+        self._engine = engine
+        self._spark = spark
+
+    # --- reading -------------------------------------------------------------------
+    def _sql(self, sql: str, params: Params = None):
+        return self._spark.sql(sql, args=list(params)) if params else self._spark.sql(sql)
+
+    def execute(self, sql: str, params: Params = None) -> None:
+        self._sql(sql, params)
+        self._engine._after_statement(self._spark, sql)
+
+    def arrow(self, sql: str, params: Params = None) -> pa.Table:
+        return _naive_utc(self._sql(sql, params).toArrow())
+
+    def df(self, sql: str, params: Params = None) -> pd.DataFrame:
+        return self.arrow(sql, params).to_pandas()
+
+    def rows(self, sql: str, params: Params = None) -> list[tuple]:
+        table = self.arrow(sql, params)
+        return list(zip(*(column.to_pylist() for column in table.columns))) if table.num_columns else []
+
+    def table_exists(self, name: str) -> bool:
+        schema, table = split_name(name)
+        return self._spark.catalog.tableExists(f"{schema}.{table}")
+
+    def columns(self, name: str) -> list[tuple[str, str]]:
+        schema, table = split_name(name)
+        return [(c.name, c.dataType) for c in self._spark.catalog.listColumns(f"{schema}.{table}")]
+
+    def tables(self, schemas: Sequence[str] | None = None, include_views: bool = False) -> list[str]:
+        wanted = None if schemas is None else set(schemas)
+        found = []
+        for database in self._spark.catalog.listDatabases():
+            if wanted is not None and database.name not in wanted:
+                continue
+            for table in self._spark.catalog.listTables(database.name):
+                if table.isTemporary or (table.tableType == "VIEW" and not include_views):
+                    continue
+                found.append(f"{database.name}.{table.name}")
+        return sorted(found)
+
+    def sample(self, name: str, rows: int, where: str = "", seed: int = 42) -> pd.DataFrame:
+        # A hash of each row's content with the seed: the same rows whatever the files'
+        # order or the number of partitions (rand(seed) depends on both).
+        filter_sql = f"WHERE {where}" if where else ""
+        cols = ", ".join(f"`{c}`" for c, _ in self.columns(name))
+        return self.df(f"SELECT * FROM {name} {filter_sql} ORDER BY xxhash64({cols}, {int(seed)}) LIMIT {int(rows)}")
+
+    # --- writing -------------------------------------------------------------------
+    def _frame(self, data: TableData, params: Params = None):
+        """A Spark DataFrame of ``data``."""
+        if isinstance(data, str):
+            return self._sql(data, params)
+        if isinstance(data, pd.DataFrame):
+            data = _to_arrow(data)
+        if not isinstance(data, pa.Table):
+            raise TypeError(f"table data must be a SELECT, a pandas frame or an Arrow table, not {type(data).__name__}")
+        if data.num_rows == 0:
+            # Spark cannot infer anything from an empty Arrow table's batches: give it the schema.
+            from pyspark.sql.pandas.types import from_arrow_schema
+
+            return self._spark.createDataFrame([], schema=from_arrow_schema(data.schema))
+        return self._spark.createDataFrame(data)
+
+    def replace_table(self, name: str, data: TableData, params: Params = None) -> int:
+        schema, table = split_name(name)
+        frame = self._frame(data, params)
+        return self._engine._write_table(self._spark, schema, table, frame)
+
+    def replace_partition(self, name: str, data: TableData, column: str, value: Any, params: Params = None) -> int:
+        schema, table = split_name(name)
+        frame = self._frame(data, params)
+        view = f"_recs_partition_{uuid.uuid4().hex}"
+        staged = frame.cache()
+        staged.createOrReplaceTempView(view)
+        try:
+            stray = self._spark.sql(
+                f"SELECT count(*) FROM {view} WHERE NOT ({column} <=> ?)", args=[value]
+            ).collect()[0][0]
+            if stray:
+                raise ValueError(f"{stray} row(s) for {name} have {column} other than {value!r}")
+            path = self._engine.table_path(schema, table)
+            if not self.table_exists(f"{schema}.{table}"):
+                self._engine._write_table(self._spark, schema, table, staged, partition_by=column)
+            else:
+                existing = [c for c, _ in self.columns(f"{schema}.{table}")]
+                partitioned = column in self._engine._partition_columns(path)
+                if not partitioned:
+                    # A table written whole (not by day): rebuild it with the day swapped.
+                    others = self._spark.table(f"{schema}.{table}").where(f"NOT ({column} <=> {_literal(value)})")
+                    self._engine._write_table(
+                        self._spark, schema, table, others.unionByName(staged.select(*existing))
+                    )
+                else:
+                    # Only this day's folder is rewritten (dynamic partition overwrite).
+                    cols = ", ".join(f"`{c}`" for c in existing)
+                    self._spark.sql(f"INSERT OVERWRITE TABLE {schema}.{table} PARTITION ({column}) SELECT {cols} FROM {view}")
+                    self._spark.catalog.refreshTable(f"{schema}.{table}")
+        finally:
+            self._spark.catalog.dropTempView(view)
+            staged.unpersist()
+        return self._spark.sql(
+            f"SELECT count(*) FROM {schema}.{table} WHERE {column} <=> ?", args=[value]
+        ).collect()[0][0]
+
+
+def _literal(value: Any) -> str:
+    from datetime import date, datetime
+
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class SparkEngine(Engine):
+    """The warehouse as Parquet tables under ``warehouse`` (a folder), run by Spark."""
+
+    kind = "spark"
+
+    def __init__(
+        self,
+        warehouse: str | Path,
+        master: str = "local[*]",
+        driver_memory: str = "2g",
+        remote: str = "",
+        conf: dict[str, str] | None = None,
+    ):
+        self.warehouse = Path(warehouse).resolve()
+        self.master = master
+        self.driver_memory = driver_memory
+        self.remote = remote
+        self.conf = spark_conf(self.warehouse, driver_memory, conf)
+        # Folder signatures of the tables this process registered: a table another
+        # process rewrote since is refreshed (Spark caches file listings).
+        self._seen: dict[str, float] = {}
+
+    # --- storage ---------------------------------------------------------------------
+    def table_path(self, schema: str, table: str) -> Path:
+        return folders.table_path(self.warehouse, schema, table)
+
+    def table_folders(self) -> dict[str, Path]:
+        """``schema.table`` -> folder of every table on disk."""
+        return folders.table_folders(self.warehouse)
+
+    _partition_columns = staticmethod(folders.partition_columns)
+
+    @staticmethod
+    def _signature(path: Path) -> float:
+        stamps = [path.stat().st_mtime_ns]
+        stamps += [c.stat().st_mtime_ns for c in path.iterdir() if c.is_dir()]
+        return float(max(stamps))
+
+    def sync_catalog(self, spark) -> None:
+        """Register every table folder (new ones), refresh those rewritten elsewhere and
+        forget those removed."""
+        folders = self.table_folders()
+        for name, path in folders.items():
+            schema, table = name.split(".", 1)
+            signature = self._signature(path)
+            if name not in self._seen or not spark.catalog.tableExists(name):
+                spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                spark.sql(f"DROP TABLE IF EXISTS {name}")
+                spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{path}'")
+            elif self._seen[name] != signature:
+                spark.catalog.refreshTable(name)
+            self._seen[name] = signature
+        for name in [n for n in self._seen if n not in folders]:
+            spark.sql(f"DROP TABLE IF EXISTS {name}")
+            del self._seen[name]
+
+    def _after_statement(self, spark, sql: str) -> None:
+        """DDL through ``execute`` (CREATE/DROP/INSERT) may add or rewrite folders."""
+        head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+        if head in {"CREATE", "DROP", "INSERT", "ALTER", "TRUNCATE"}:
+            for name, path in self.table_folders().items():
+                self._seen[name] = self._signature(path)
+
+    def _write_table(self, spark, schema: str, table: str, frame, partition_by: str | None = None) -> int:
+        """Write ``frame`` next to the table, then swap the folders: readers of the
+        folder see the old files or the new ones, and a failed write keeps the old."""
+        path = self.table_path(schema, table)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.parent / f"{SCRATCH_PREFIX}{table}.{uuid.uuid4().hex}"
+        writer = frame.write.mode("overwrite").format("parquet")
+        if partition_by:
+            writer = writer.partitionBy(partition_by)
+        writer.save(str(scratch))
+        retired = path.parent / f"{SCRATCH_PREFIX}{table}.old.{uuid.uuid4().hex}"
+        if path.exists():
+            os.replace(path, retired)
+        os.replace(scratch, path)
+        shutil.rmtree(retired, ignore_errors=True)
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        spark.sql(f"DROP TABLE IF EXISTS {schema}.{table}")
+        spark.sql(f"CREATE TABLE {schema}.{table} USING parquet LOCATION '{path}'")
+        self._seen[f"{schema}.{table}"] = self._signature(path)
+        return spark.table(f"{schema}.{table}").count()
+
+    # --- sessions --------------------------------------------------------------------
+    def spark(self):
+        """This process's SparkSession, with the warehouse's tables registered."""
+        spark = spark_session(self.master, self.conf, self.remote)
+        self.sync_catalog(spark)
+        return spark
+
+    @contextmanager
+    def session(self, read_only: bool = False) -> Iterator[SparkEngineSession]:
+        # Spark has no single-writer rule: ``read_only`` changes nothing here.
+        yield SparkEngineSession(self, self.spark())
+
+    def publish_snapshot(self, target: Path) -> Path:
+        """A DuckDB file with every table, read straight from the Parquet folders (no
+        round trip through the JVM), swapped in atomically."""
+        import duckdb
+
+        from recs_pipeline.sources.base import sql_literal
+
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp.duckdb")
+        tmp.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            for name, path in self.table_folders().items():
+                schema, table = name.split(".", 1)
+                partitioned = bool(self._partition_columns(path))
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                con.execute(
+                    f"CREATE TABLE {schema}.{table} AS SELECT * FROM read_parquet("
+                    f"{sql_literal(str(path / '**' / '*.parquet'))}, hive_partitioning = {str(partitioned).lower()})"
+                )
+        finally:
+            con.close()
+        os.replace(tmp, target)
+        return target
+
+
+__all__ = ["SparkEngine", "spark_conf", "spark_session"]

@@ -1,0 +1,119 @@
+"""The engine interface's contract, the same on every engine: DuckDB always, Spark in
+`make test-spark` (marker ``spark``). Only portable SQL here, as in asset code."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from recs_pipeline.engine import Engine, Session, create_engine
+
+ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark)]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, tmp_path) -> Engine:
+    if request.param == "duckdb":
+        return create_engine("duckdb", tmp_path / "warehouse.duckdb")
+    return create_engine("spark", tmp_path / "spark-warehouse")
+
+
+def _days(rows: list[tuple[date, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["day", "item_id"])
+
+
+def test_reads_come_back_as_frames_arrow_and_python_values(engine):
+    with engine.session() as db:
+        assert isinstance(db, Session)
+        db.replace_table(
+            "s.t", pd.DataFrame({"id": [1, 2], "name": ["a", "b"], "score": [0.5, None]}).astype({"id": "int32"})
+        )
+        frame = db.df("SELECT * FROM s.t WHERE id >= ? ORDER BY id", [1])
+        table = db.arrow("SELECT id, name FROM s.t ORDER BY id")
+        assert isinstance(frame, pd.DataFrame) and frame["name"].tolist() == ["a", "b"]
+        assert isinstance(table, pa.Table) and table.column("id").to_pylist() == [1, 2]
+        assert table.schema.field("id").type == pa.int32()
+        assert db.scalar("SELECT count(*) FROM s.t") == 2
+        assert db.scalar("SELECT id FROM s.t WHERE id > 5") is None
+        assert db.row("SELECT id, name FROM s.t ORDER BY id") == (1, "a")
+        assert db.rows("SELECT id FROM s.t ORDER BY id") == [(1,), (2,)]
+        assert [c for c, _ in db.columns("s.t")] == ["id", "name", "score"]
+        assert db.table_exists("s.t") and not db.table_exists("s.nothing")
+    assert engine.scalar("SELECT max(id) FROM s.t") == 2
+    assert engine.tables() == ["s.t"]
+
+
+def test_timestamps_come_back_naive_in_utc_at_microseconds(engine):
+    ts = pd.to_datetime(["2024-03-31 01:30:00.123456", "2024-10-27 23:59:59"], format="ISO8601").as_unit("ns")
+    with engine.session() as db:
+        db.replace_table("s.ts", pd.DataFrame({"ts": ts, "day": [date(2024, 3, 31), date(2024, 10, 27)]}))
+        back = db.arrow("SELECT ts, day FROM s.ts ORDER BY ts")
+        assert back.schema.field("ts").type == pa.timestamp("us")
+        assert back.column("ts").to_pylist() == [datetime(2024, 3, 31, 1, 30, 0, 123456), datetime(2024, 10, 27, 23, 59, 59)]
+        assert db.scalar("SELECT count(*) FROM s.ts WHERE day = ?", [date(2024, 3, 31)]) == 1
+
+
+def test_replace_table_rebuilds_and_a_failure_keeps_the_old_table(engine):
+    with engine.session() as db:
+        assert db.replace_table("ml.t", pd.DataFrame({"id": [1, 2]})) == 2
+        # A SELECT over the table itself: the new version is built before the old goes.
+        assert db.replace_table("ml.t", "SELECT id * 10 AS id FROM ml.t WHERE id > ?", [1]) == 1
+        assert db.rows("SELECT id FROM ml.t") == [(20,)]
+        with pytest.raises(Exception):
+            db.replace_table("ml.t", "SELECT id FROM ml.nowhere")
+        assert db.rows("SELECT id FROM ml.t") == [(20,)]
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array([1.0, 2.0, 3.0, 4.0], type=pa.float32()), 2)
+        assert db.replace_table("ml.v", pa.table({"id": pa.array(["x", "y"]), "v": vectors})) == 2
+        assert [list(v) for v in db.df("SELECT v FROM ml.v ORDER BY id")["v"]] == [[1.0, 2.0], [3.0, 4.0]]
+        assert db.replace_table("ml.empty", pd.DataFrame({"id": pd.Series([], dtype="int64")})) == 0
+        assert db.tables() == ["ml.empty", "ml.t", "ml.v"]
+        with pytest.raises(TypeError):
+            db.replace_table("ml.t", [(1,)])
+    with engine.session() as db:
+        assert db.replace_table("ml.t", "SELECT 7 AS id") == 1
+
+
+def test_replace_partition_replaces_one_day_only(engine):
+    d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
+    with engine.session() as db:
+        assert db.replace_partition("raw.t", _days([(d1, "a"), (d1, "b")]), "day", d1) == 2
+        assert db.replace_partition("raw.t", _days([(d2, "c")]), "day", d2) == 1
+        assert db.replace_partition("raw.t", _days([(d1, "z")]), "day", d1) == 1
+        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "z"), (d2, "c")]
+        for _ in range(2):  # the same rows again: the same table, no duplicates
+            db.replace_partition("raw.t", _days([(d2, "c"), (d2, "d")]), "day", d2)
+        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "z"), (d2, "c"), (d2, "d")]
+        db.replace_partition("raw.t", "SELECT 'e' AS item_id, CAST(? AS DATE) AS day", "day", d2, [d2])
+        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "z"), (d2, "e")]
+        with pytest.raises(ValueError, match="other than"):
+            db.replace_partition("raw.t", _days([(d1, "b"), (d2, "c")]), "day", d1)
+        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "z"), (d2, "e")]
+    # Another session (another process, on Spark) sees the days as written.
+    with engine.session(read_only=True) as db:
+        assert db.scalar("SELECT count(*) FROM raw.t") == 2
+
+
+def test_sample_is_reproducible_and_bounded(engine):
+    with engine.session() as db:
+        db.replace_table("s.big", pd.DataFrame({"id": range(1000)}))
+        first = db.sample("s.big", 50)
+        assert len(first) == 50 and first["id"].is_unique
+        assert sorted(first["id"]) == sorted(db.sample("s.big", 50)["id"])
+        assert len(db.sample("s.big", 5000)) == 1000
+        assert set(db.sample("s.big", 50, where="id < 10")["id"]) <= set(range(10))
+
+
+def test_publish_snapshot_is_a_duckdb_file_with_every_table(engine, tmp_path):
+    d1 = date(2024, 1, 1)
+    with engine.session() as db:
+        db.replace_table("serving.t", pd.DataFrame({"x": [1]}))
+        db.replace_partition("raw.t", _days([(d1, "a")]), "day", d1)
+    target = engine.publish_snapshot(tmp_path / "published" / "warehouse.duckdb")
+    snapshot = create_engine("duckdb", target)
+    assert snapshot.tables() == ["raw.t", "serving.t"]
+    assert snapshot.scalar("SELECT x FROM serving.t") == 1
+    assert snapshot.df("SELECT day, item_id FROM raw.t").to_dict("records") == [{"day": pd.Timestamp(d1), "item_id": "a"}] or \
+        snapshot.rows("SELECT day, item_id FROM raw.t") == [(d1, "a")]
