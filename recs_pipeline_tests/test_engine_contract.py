@@ -117,3 +117,38 @@ def test_publish_snapshot_is_a_duckdb_file_with_every_table(engine, tmp_path):
     assert snapshot.scalar("SELECT x FROM serving.t") == 1
     assert snapshot.df("SELECT day, item_id FROM raw.t").to_dict("records") == [{"day": pd.Timestamp(d1), "item_id": "a"}] or \
         snapshot.rows("SELECT day, item_id FROM raw.t") == [(d1, "a")]
+
+
+def test_delete_rows_removes_exactly_the_matching_rows_and_keeps_the_days(engine):
+    d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
+    with engine.session() as db:
+        db.replace_partition("raw.t", _days([(d1, "a"), (d1, "b")]), "day", d1)
+        db.replace_partition("raw.t", pd.DataFrame({"day": [d2, d2], "item_id": ["c", None]}), "day", d2)
+        assert db.delete_rows("raw.t", "day < ?", [d2]) == 2
+        # A row where the condition is NULL stays, as with SQL's DELETE.
+        assert db.delete_rows("raw.t", "item_id = ?", ["zzz"]) == 0
+        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY item_id") == [(d2, "c"), (d2, None)] or \
+            db.rows("SELECT day, item_id FROM raw.t ORDER BY item_id NULLS LAST") == [(d2, "c"), (d2, None)]
+        # Still partitioned by day: the next day replaces only itself.
+        db.replace_partition("raw.t", _days([(d1, "z")]), "day", d1)
+        assert db.scalar("SELECT count(*) FROM raw.t") == 3
+
+
+def test_retention_through_the_engine_trims_every_dated_table(engine):
+    from recs_pipeline.privacy import apply_retention_on
+
+    days = [date(2024, 1, d) for d in (1, 5, 10)]
+    with engine.session() as db:
+        for day in days:
+            frame = pd.DataFrame({"partition_date": [day], "user_id": ["u"]})
+            db.replace_partition("raw.events", frame, "partition_date", day)
+            db.replace_partition("staging.stg_events", frame, "partition_date", day)
+        db.replace_table("serving.published_recommendations", pd.DataFrame({"list_date": days, "item_id": ["i"] * 3}))
+        db.replace_table("features.interactions", pd.DataFrame({"user_id": ["u"]}))
+        report = apply_retention_on(db, 5)
+        assert report.cutoff == date(2024, 1, 5)
+        assert report.rows_dropped == {"raw.events": 1, "staging.stg_events": 1, "serving.published_recommendations": 1}
+        for table, column in [("raw.events", "partition_date"), ("serving.published_recommendations", "list_date")]:
+            assert db.scalar(f"SELECT min({column}) FROM {table}") == date(2024, 1, 5)
+        assert db.scalar("SELECT count(*) FROM features.interactions") == 1
+        assert apply_retention_on(db, None).total_dropped == 0

@@ -9,9 +9,10 @@ from recs_pipeline.defs.metadata import table_metadata
 from recs_pipeline.engine.duckdb import DuckDBSession  # not yet migrated: a raw connection in a session
 from recs_pipeline.defs.partitions import days_in_window
 from recs_pipeline.defs.privacy import ERASURE_LOG_KEY, PrivacyResource
-from recs_pipeline.privacy import apply_retention
+from recs_pipeline.privacy import apply_retention, apply_retention_on
 from recs_pipeline.resources import ShopSourceResource, WarehouseResource
 from recs_pipeline.sources.loader import RejectedFile, load_event_files, load_items, load_users, record_rejected_files
+from recs_pipeline.sources.staged import load_event_files_into, load_items_into, load_users_into
 
 
 RAW_EVENTS_KEY = dg.AssetKey(["raw", "events"])
@@ -67,13 +68,23 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
             # Shops close on some days (Online Retail has no Saturday files): a range
             # backfill loads the days that exist and reports the others.
             context.log.warning(f"{len(missing)} day(s) in the range have no file, e.g. {missing[:5]}")
-        with warehouse.connect() as con:
-            report = load_event_files(con, source, [d for d in days if d in available], privacy.pseudonymizer(context.log))
-            record_rejected_files(con, report)
-            retention = apply_retention(con, privacy.retention_days)
-            window = f"partition_date BETWEEN DATE '{days[0]}' AND DATE '{days[-1]}'"
-            meta = table_metadata(DuckDBSession(con), "raw.events", where=window)
-            rejected_meta = table_metadata(DuckDBSession(con), "quality.rejected_files", where=f"{window} AND resolved_at IS NULL")
+        to_load = [d for d in days if d in available]
+        window = f"partition_date BETWEEN DATE '{days[0]}' AND DATE '{days[-1]}'"
+        if warehouse.kind == "duckdb":
+            # Straight into the file, the days and their verdicts in transactions.
+            with warehouse.connect() as con:
+                report = load_event_files(con, source, to_load, privacy.pseudonymizer(context.log))
+                record_rejected_files(con, report)
+                retention = apply_retention(con, privacy.retention_days)
+                meta = table_metadata(DuckDBSession(con), "raw.events", where=window)
+                rejected_meta = table_metadata(DuckDBSession(con), "quality.rejected_files", where=f"{window} AND resolved_at IS NULL")
+        else:
+            # The same loader, staged in a scratch DuckDB, each day handed to the engine.
+            with warehouse.session() as db:
+                report = load_event_files_into(db, source, to_load, privacy.pseudonymizer(context.log))
+                retention = apply_retention_on(db, privacy.retention_days)
+                meta = table_metadata(db, "raw.events", where=window)
+                rejected_meta = table_metadata(db, "quality.rejected_files", where=f"{window} AND resolved_at IS NULL")
         for warning in report.warnings:
             context.log.warning(warning)
         for rejected in report.rejected:
@@ -120,6 +131,10 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
         description="The latest catalogue snapshot as text (item, category, brand, price, description, stock).",
     )
     def raw_items(warehouse: WarehouseResource, shop_source: ShopSourceResource) -> dg.MaterializeResult:
+        if warehouse.kind != "duckdb":
+            with warehouse.session() as db:
+                load_items_into(db, shop_source.source())
+                return dg.MaterializeResult(metadata=table_metadata(db, "raw.items"))
         with warehouse.connect() as con:
             load_items(con, shop_source.source())
             return dg.MaterializeResult(metadata=table_metadata(DuckDBSession(con), "raw.items"))
@@ -139,6 +154,10 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Ass
         shop_source: ShopSourceResource,
         privacy: PrivacyResource,
     ) -> dg.MaterializeResult:
+        if warehouse.kind != "duckdb":
+            with warehouse.session() as db:
+                load_users_into(db, shop_source.source(), privacy.pseudonymizer(context.log))
+                return dg.MaterializeResult(metadata=table_metadata(db, "raw.users"))
         with warehouse.connect() as con:
             load_users(con, shop_source.source(), privacy.pseudonymizer(context.log))
             return dg.MaterializeResult(metadata=table_metadata(DuckDBSession(con), "raw.users"))

@@ -10,8 +10,8 @@ Arrow table: a frame's column types are its Arrow types (so cast in Python, e.g.
 
 Table names are trusted identifiers (``schema.name`` from code, never from data).
 
-One engine exists now, DuckDB (:mod:`recs_pipeline.engine.duckdb`, the default). An
-engine for Spark implements the same two classes.
+Two engines implement the two classes: DuckDB (:mod:`recs_pipeline.engine.duckdb`, the
+default) and Spark (:mod:`recs_pipeline.engine.spark`, Parquet tables).
 """
 
 from __future__ import annotations
@@ -85,6 +85,11 @@ class Session(ABC):
         name. Every row of ``data`` must have ``column = value`` (else ``ValueError`` and
         nothing changes). Creates the table from ``data`` when missing. Returns the
         partition's row count."""
+
+    @abstractmethod
+    def delete_rows(self, name: str, where: str, params: Params = None) -> int:
+        """Delete the rows of ``name`` for which ``where`` (a SQL condition) is true, as one
+        atomic change of that table (retention, erasure). Returns how many went."""
 
     @abstractmethod
     def sample(self, name: str, rows: int, where: str = "", seed: int = 42) -> pd.DataFrame:

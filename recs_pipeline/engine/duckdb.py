@@ -81,6 +81,9 @@ class DuckDBSession(Session):
             params += list(schemas)
         return [f"{s}.{t}" for s, t in self._con.execute(sql + " ORDER BY 1, 2", params).fetchall()]
 
+    def delete_rows(self, name: str, where: str, params: Params = None) -> int:
+        return int(self._con.execute(f"DELETE FROM {name} WHERE {where}", list(params or [])).fetchall()[0][0])
+
     def sample(self, name: str, rows: int, where: str = "", seed: int = 42) -> pd.DataFrame:
         filter_sql = f"WHERE {where}" if where else ""
         return self._con.execute(

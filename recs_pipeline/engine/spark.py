@@ -155,6 +155,17 @@ class SparkEngineSession(Session):
                 found.append(f"{database.name}.{table.name}")
         return sorted(found)
 
+    def delete_rows(self, name: str, where: str, params: Params = None) -> int:
+        # Parquet files cannot delete rows: the table is written again without them
+        # (partitioned as it was), then swapped in.
+        schema, table = split_name(name)
+        doomed = self._sql(f"SELECT count(*) FROM {schema}.{table} WHERE {where}", params).collect()[0][0]
+        if doomed:
+            kept = self._sql(f"SELECT * FROM {schema}.{table} WHERE NOT coalesce(({where}), false)", params)
+            partition = self._engine._partition_columns(self._engine.table_path(schema, table))
+            self._engine._write_table(self._spark, schema, table, kept, partition_by=partition[0] if partition else None)
+        return int(doomed)
+
     def sample(self, name: str, rows: int, where: str = "", seed: int = 42) -> pd.DataFrame:
         # A hash of each row's content with the seed: the same rows whatever the files'
         # order or the number of partitions (rand(seed) depends on both).

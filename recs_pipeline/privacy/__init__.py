@@ -4,7 +4,7 @@ See docs/privacy.md."""
 
 from recs_pipeline.privacy.erasure import ErasureReport, ErasureRequest, erase_users, pending_requests
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, warn_if_demo_key
-from recs_pipeline.privacy.retention import RetentionReport, apply_retention
+from recs_pipeline.privacy.retention import RetentionReport, apply_retention, apply_retention_on
 
 __all__ = [
     "ErasureReport",
@@ -12,6 +12,7 @@ __all__ = [
     "Pseudonymizer",
     "RetentionReport",
     "apply_retention",
+    "apply_retention_on",
     "erase_users",
     "pending_requests",
     "warn_if_demo_key",

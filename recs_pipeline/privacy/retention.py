@@ -22,6 +22,8 @@ from datetime import date, timedelta
 
 import duckdb
 
+from recs_pipeline.engine.base import Session
+
 PARTITION_COLUMN = "partition_date"
 SKIP_SCHEMAS = ("privacy",)
 # Tables without a partition_date that keep growing day by day: table -> its date column.
@@ -111,4 +113,33 @@ def apply_retention(con: duckdb.DuckDBPyConnection, retention_days: int | None) 
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    return report
+
+
+def apply_retention_on(db: Session, retention_days: int | None) -> RetentionReport:
+    """:func:`apply_retention` through the engine interface (engines without
+    multi-table transactions, Spark): each table is trimmed atomically on its own, raw
+    first. A run stopped half-way leaves some tables trimmed; the next run trims the
+    rest (the cut-off depends only on the newest loaded day), so the days still agree."""
+    report = RetentionReport(retention_days)
+    if retention_days is None or not db.table_exists("raw.events"):
+        return report
+    newest = db.scalar("SELECT max(partition_date) FROM raw.events")
+    if newest is None:
+        return report
+    report.newest_day = newest
+    report.cutoff = newest - timedelta(days=retention_days)
+    tables: dict[str, str] = {}
+    for table in sorted(db.tables(), key=lambda t: (not t.startswith("raw."), t)):
+        if table.split(".", 1)[0] in SKIP_SCHEMAS:
+            continue
+        columns = {c for c, _ in db.columns(table)}
+        if PARTITION_COLUMN in columns:
+            tables[table] = PARTITION_COLUMN
+        elif table in DATED_TABLES and DATED_TABLES[table] in columns:
+            tables[table] = DATED_TABLES[table]
+    for table, column in tables.items():
+        n = db.delete_rows(table, f"{column} < ?", [report.cutoff])
+        if n:
+            report.rows_dropped[table] = int(n)
     return report
