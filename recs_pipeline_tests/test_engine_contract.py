@@ -152,3 +152,17 @@ def test_retention_through_the_engine_trims_every_dated_table(engine):
             assert db.scalar(f"SELECT min({column}) FROM {table}") == date(2024, 1, 5)
         assert db.scalar("SELECT count(*) FROM features.interactions") == 1
         assert apply_retention_on(db, None).total_dropped == 0
+
+
+def test_a_table_made_by_sql_is_seen_by_the_next_session_even_empty(engine):
+    with engine.session() as db:
+        db.execute("CREATE SCHEMA IF NOT EXISTS serving")
+        db.execute("CREATE TABLE IF NOT EXISTS serving.log (list_date DATE, user_id STRING, score DOUBLE)")
+        db.execute("CREATE TABLE IF NOT EXISTS serving.log (list_date DATE, user_id STRING, score DOUBLE)")
+        db.replace_partition("serving.log", pd.DataFrame({"list_date": [date(2024, 1, 1)], "user_id": ["u"], "score": [1.0]}),
+                             "list_date", date(2024, 1, 1))
+        db.execute("CREATE TABLE IF NOT EXISTS serving.empty (user_id STRING, n BIGINT)")
+    with engine.session(read_only=True) as db:
+        assert db.rows("SELECT user_id, score FROM serving.log") == [("u", 1.0)]
+        assert db.scalar("SELECT count(*) FROM serving.empty") == 0
+        assert [c for c, _ in db.columns("serving.empty")] == ["user_id", "n"]

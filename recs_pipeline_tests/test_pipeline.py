@@ -158,9 +158,10 @@ def test_training_interactions_follow_the_dbt_definition(built):
     features.interactions (the dbt model) row for row."""
     settings, _, _, _ = built
     from recs_pipeline.defs.ml import weighted_interactions_sql
+    from recs_pipeline.engine.duckdb import DuckDBSession
 
-    sql = weighted_interactions_sql(settings, "true", "(SELECT max(event_ts) FROM staging.stg_events)")
     with connection(settings.warehouse_path, read_only=True) as con:
+        sql = weighted_interactions_sql(settings, "true", "(SELECT max(event_ts) FROM staging.stg_events)", DuckDBSession(con))
         diff = con.execute(
             f"""SELECT count(*) FROM ({sql}) p FULL OUTER JOIN features.interactions d USING (user_id, item_id)
                 WHERE p.weight IS NULL OR d.weight IS NULL OR abs(p.weight - d.weight) > 1e-9 * greatest(1, d.weight)"""

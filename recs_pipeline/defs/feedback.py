@@ -12,8 +12,8 @@ from recs_pipeline.settings import Settings
 
 PUBLISHED_DDL = """
 CREATE TABLE IF NOT EXISTS serving.published_recommendations (
-    list_date DATE, user_id VARCHAR, rank INTEGER, item_id VARCHAR, score DOUBLE,
-    strategy VARCHAR, reason VARCHAR, variant VARCHAR, experiment_id VARCHAR
+    list_date DATE, user_id STRING, rank INTEGER, item_id STRING, score DOUBLE,
+    strategy STRING, reason STRING, variant STRING, experiment_id STRING
 )"""
 
 
@@ -136,7 +136,7 @@ def build_feedback_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             elif not db.table_exists("feedback.experiment_results"):
                 db.replace_table(
                     "feedback.experiment_results",
-                    "SELECT CAST(NULL AS VARCHAR) AS experiment_id, CAST(NULL AS VARCHAR) AS metric WHERE false",
+                    "SELECT CAST(NULL AS STRING) AS experiment_id, CAST(NULL AS STRING) AS metric WHERE false",
                 )
         metadata: dict = {"variants": outcomes["variant"].nunique(), "users": len(outcomes)}
         if len(results):

@@ -63,9 +63,10 @@ def model_params(cfg: ModelSettings) -> ModelParams:
     return ModelParams(**{name: getattr(cfg, name) for name in names})
 
 
-def weighted_interactions_sql(settings: Settings, where: str, reference: str) -> str:
+def weighted_interactions_sql(settings: Settings, where: str, reference: str, db: Session) -> str:
     """Interactions as the dbt model features.interactions computes them, for a subset of
-    events (the training days). A test checks both agree on the full history."""
+    events (the training days), in the SQL of ``db``'s engine. A test checks both agree on
+    the full history."""
     cases = " ".join(
         f"WHEN '{name}' THEN {float(w)}" + (" * coalesce(rating, 0)" if name == "rating" else "")
         for name, w in settings.event_weights.items()
@@ -73,7 +74,7 @@ def weighted_interactions_sql(settings: Settings, where: str, reference: str) ->
     return f"""
         SELECT user_id, item_id,
                round(sum(CASE event_type {cases} ELSE 0 END
-                   * power(0.5, date_diff('hour', event_ts, {reference}) / (24.0 * {float(settings.decay_half_life_days)}))), 9)
+                   * power(0.5, {db.hours_between('event_ts', reference)} / (24.0 * {float(settings.decay_half_life_days)}))), 9)
                    AS weight,
                sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS n_purchases
         FROM staging.stg_events
@@ -177,7 +178,7 @@ def build_ml_assets(settings: Settings) -> list:
                 raise dg.Failure("staging.stg_events is empty: nothing to train on")
             cutoff = pd.Timestamp(last).normalize() + pd.Timedelta(days=1 - cfg.holdout_days)
             cutoff_sql = f"TIMESTAMP '{cutoff}'"
-            db.replace_table("ml.training_set", weighted_interactions_sql(settings, f"event_ts < {cutoff_sql}", cutoff_sql))
+            db.replace_table("ml.training_set", weighted_interactions_sql(settings, f"event_ts < {cutoff_sql}", cutoff_sql, db))
             # Relevance: purchases where the shop has them, otherwise any positive event.
             has_purchases = db.scalar(
                 f"SELECT count(*) FROM staging.stg_events WHERE event_type = 'purchase' AND event_ts >= {cutoff_sql}"

@@ -131,7 +131,7 @@ def lightfm_before(db: Session, settings: Settings, store: ModelStoreResource, c
     """
     cfg = settings.model
     at = f"TIMESTAMP '{cutoff}'"
-    interactions = db.df(weighted_interactions_sql(settings, f"event_ts < {at}", at) + " ORDER BY user_id, item_id")
+    interactions = db.df(weighted_interactions_sql(settings, f"event_ts < {at}", at, db) + " ORDER BY user_id, item_id")
     user_tokens, item_tokens = _tokens(db)
     identity = (cfg.user_identity_weight, cfg.item_identity_weight)
     found = stored_holdout_model(store.root / EVALUATION_MODELS, str((cutoff - pd.Timedelta(days=1)).date()),

@@ -119,7 +119,7 @@ def text_theme_tokens_sql(weight: float = THEME_TOKEN_WEIGHT) -> str:
     :func:`recs_pipeline.text.embeddings.theme_tokens` gives), to UNION ALL with
     ``features.item_feature_tokens``."""
     return (
-        f"SELECT item_id, '{THEME_TOKEN_PREFIX}' || CAST(theme AS VARCHAR) AS feature, "
+        f"SELECT item_id, '{THEME_TOKEN_PREFIX}' || CAST(theme AS STRING) AS feature, "
         f"CAST({float(weight)!r} AS DOUBLE) AS weight FROM {ITEM_TEXT_TABLE} WHERE theme >= 0"
     )
 

@@ -63,7 +63,7 @@ def load_tuning_data(db: Session, settings: Settings) -> TuningData:
     for cutoff in split.cutoffs:
         at = f"TIMESTAMP '{cutoff}'"
         interactions[cutoff] = db.df(
-            weighted_interactions_sql(settings, f"event_ts < {at}", at) + " ORDER BY user_id, item_id"
+            weighted_interactions_sql(settings, f"event_ts < {at}", at, db) + " ORDER BY user_id, item_id"
         )
     user_tokens = db.df(
         "SELECT user_id, feature, weight FROM features.user_feature_tokens WHERE user_id IN "

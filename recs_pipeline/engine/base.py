@@ -86,6 +86,12 @@ class Session(ABC):
         nothing changes). Creates the table from ``data`` when missing. Returns the
         partition's row count."""
 
+    # --- SQL that differs by engine: fragments asset code puts into its queries -------
+    @abstractmethod
+    def hours_between(self, start: str, end: str) -> str:
+        """SQL for the number of hour boundaries from timestamp ``start`` to ``end``, as
+        the dbt project's ``datediff(..., 'hour')`` counts them (10:59 -> 11:01 is 1)."""
+
     @abstractmethod
     def delete_rows(self, name: str, where: str, params: Params = None) -> int:
         """Delete the rows of ``name`` for which ``where`` (a SQL condition) is true, as one

@@ -81,6 +81,9 @@ class DuckDBSession(Session):
             params += list(schemas)
         return [f"{s}.{t}" for s, t in self._con.execute(sql + " ORDER BY 1, 2", params).fetchall()]
 
+    def hours_between(self, start: str, end: str) -> str:
+        return f"date_diff('hour', {start}, {end})"
+
     def delete_rows(self, name: str, where: str, params: Params = None) -> int:
         return int(self._con.execute(f"DELETE FROM {name} WHERE {where}", list(params or [])).fetchall()[0][0])
 

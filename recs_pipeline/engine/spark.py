@@ -155,6 +155,9 @@ class SparkEngineSession(Session):
                 found.append(f"{database.name}.{table.name}")
         return sorted(found)
 
+    def hours_between(self, start: str, end: str) -> str:
+        return f"CAST((unix_seconds(date_trunc('HOUR', {end})) - unix_seconds(date_trunc('HOUR', {start}))) / 3600 AS BIGINT)"
+
     def delete_rows(self, name: str, where: str, params: Params = None) -> int:
         # Parquet files cannot delete rows: the table is written again without them
         # (partitioned as it was), then swapped in.
@@ -300,11 +303,32 @@ class SparkEngine(Engine):
             del self._seen[name]
 
     def _after_statement(self, spark, sql: str) -> None:
-        """DDL through ``execute`` (CREATE/DROP/INSERT) may add or rewrite folders."""
+        """After SQL through ``execute``: a table it created is made an external table
+        of its own folder, with a Parquet file holding its schema even when it is empty
+        (so another process can register it), and folders it rewrote are noted."""
         head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
-        if head in {"CREATE", "DROP", "INSERT", "ALTER", "TRUNCATE"}:
-            for name, path in self.table_folders().items():
-                self._seen[name] = self._signature(path)
+        if head not in {"CREATE", "DROP", "INSERT", "ALTER", "TRUNCATE"}:
+            return
+        for database in spark.catalog.listDatabases():
+            for table in spark.catalog.listTables(database.name):
+                if table.tableType == "MANAGED":
+                    self._externalize(spark, database.name, table.name)
+        for name, path in self.table_folders().items():
+            self._seen[name] = self._signature(path)
+
+    def _externalize(self, spark, schema: str, table: str) -> None:
+        name = f"{schema}.{table}"
+        path = self.table_path(schema, table)
+        frame = spark.table(name)
+        parked = path.parent / f"{SCRATCH_PREFIX}{table}.parked.{uuid.uuid4().hex}"
+        if path.exists() and folders.has_data(path):
+            os.replace(path, parked)  # out of the way: dropping a managed table deletes its folder
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            spark.createDataFrame([], frame.schema).write.mode("overwrite").parquet(str(parked))
+        spark.sql(f"DROP TABLE IF EXISTS {name}")
+        os.replace(parked, path)
+        spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{path}'")
 
     def _write_table(self, spark, schema: str, table: str, frame, partition_by: str | None = None) -> int:
         """Write ``frame`` next to the table, then swap the folders: readers of the

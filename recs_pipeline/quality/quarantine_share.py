@@ -74,10 +74,17 @@ def days_over_quarantine_share(
         WITH raw_days AS (
             SELECT partition_date, count(*) AS lines FROM raw.events WHERE {window} GROUP BY 1
         ),
-        reasons AS (
-            SELECT partition_date, reject_reason, count(*) AS n,
-                   arg_min([source_file, source_line::VARCHAR, {value}], source_line) AS example
-            FROM quality.quarantine_events WHERE {window} GROUP BY 1, 2
+        numbered AS (
+            SELECT partition_date, reject_reason, source_file, source_line, {value} AS example_value,
+                   count(*) OVER (PARTITION BY partition_date, reject_reason) AS n,
+                   row_number() OVER (PARTITION BY partition_date, reject_reason
+                                      ORDER BY source_line, source_file) AS line_rank
+            FROM quality.quarantine_events WHERE {window}
+        ),
+        reasons AS (  -- each reason's first line is its example
+            SELECT partition_date, reject_reason, n, source_file AS example_file,
+                   source_line AS example_line, example_value
+            FROM numbered WHERE line_rank = 1
         ),
         ranked AS (
             SELECT *, sum(n) OVER (PARTITION BY partition_date) AS quarantined,
@@ -85,7 +92,7 @@ def days_over_quarantine_share(
             FROM reasons
         )
         SELECT d.partition_date, d.lines, p.quarantined, p.reject_reason, p.n,
-               p.example[1], p.example[2]::BIGINT, p.example[3]
+               p.example_file, p.example_line, CAST(p.example_value AS STRING)
         FROM raw_days d JOIN ranked p USING (partition_date)
         WHERE p.rank_in_day = 1 AND p.quarantined > ? * d.lines
         ORDER BY 1
