@@ -83,7 +83,7 @@ def published_lists(settings: Settings):
 
     try:
         return shop_lists_from_warehouse(
-            settings.warehouse_path, settings.landing_dir, Pseudonymizer.from_settings(settings.privacy).many
+            warehouse_engine(settings), settings.landing_dir, Pseudonymizer.from_settings(settings.privacy).many
         )
     except NoListsError as exc:
         raise CliError(str(exc), "run `recs run` first so that there are lists to show") from None
@@ -251,32 +251,39 @@ def failure_lines(result) -> list[str]:
     return lines
 
 
+def warehouse_engine(settings: Settings):
+    """The engine on the run's warehouse (None before the first run wrote anything)."""
+    from recs_pipeline.engine import create_engine
+
+    if not settings.engine_path.exists():
+        return None
+    return create_engine(settings.engine.kind, settings.engine_path, spark=settings.engine)
+
+
 def rejected_files(settings: Settings, start: date | None, end: date | None) -> list[tuple]:
     """The files of the run's days that the load refused and no later delivery replaced."""
-    from recs_pipeline.warehouse import connection, table_exists
-
-    if not settings.warehouse_path.exists():
+    engine = warehouse_engine(settings)
+    if engine is None:
         return []
-    with connection(settings.warehouse_path, read_only=True) as con:
-        if not table_exists(con, "quality.rejected_files"):
+    with engine.session(read_only=True) as db:
+        if not db.table_exists("quality.rejected_files"):
             return []
-        return con.execute(
+        return db.rows(
             "SELECT partition_date, source_file, reason FROM quality.rejected_files "
             "WHERE resolved_at IS NULL AND partition_date BETWEEN coalesce(?, DATE '0001-01-01') "
             "AND coalesce(?, DATE '9999-12-31') ORDER BY 1",
             [start, end],
-        ).fetchall()
+        )
 
 
 def loaded_days(settings: Settings) -> set[date]:
-    from recs_pipeline.warehouse import connection, table_exists
-
-    if not settings.warehouse_path.exists():
+    engine = warehouse_engine(settings)
+    if engine is None:
         return set()
-    with connection(settings.warehouse_path, read_only=True) as con:
-        if not table_exists(con, "raw.events"):
+    with engine.session(read_only=True) as db:
+        if not db.table_exists("raw.events"):
             return set()
-        return {r[0] for r in con.execute("SELECT DISTINCT partition_date FROM raw.events").fetchall()}
+        return {r[0] for r in db.rows("SELECT DISTINCT partition_date FROM raw.events")}
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
@@ -342,22 +349,24 @@ def cmd_tune(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def print_summary(settings: Settings) -> None:
-    from recs_pipeline.warehouse import connection, table_exists
-
-    with connection(settings.warehouse_path, read_only=True) as con:
-        rows = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in SUMMARY_TABLES if table_exists(con, t)]
+    engine = warehouse_engine(settings)
+    if engine is None:
+        return
+    with engine.session(read_only=True) as db:
+        rows = [(t, db.scalar(f"SELECT count(*) FROM {t}")) for t in SUMMARY_TABLES if db.table_exists(t)]
         _print_table(["table", "rows"], [(t, f"{n:,}") for t, n in rows])
-        if table_exists(con, "quality.event_reconciliation"):
-            r = con.execute(
-                "SELECT sum(raw_rows), sum(clean_rows), sum(quarantined_rows), sum(duplicate_rows), bool_and(is_balanced), "
+        if db.table_exists("quality.event_reconciliation"):
+            r = db.row(
+                "SELECT sum(raw_rows), sum(clean_rows), sum(quarantined_rows), sum(duplicate_rows), "
+                "min(CASE WHEN is_balanced THEN 1 ELSE 0 END) = 1, "
                 "sum(rejected_lines), sum(rejected_files) FROM quality.event_reconciliation"
-            ).fetchall()[0]
+            )
             rejected = f"; {r[5]:,} lines of {r[6]} rejected file(s) (quality.rejected_files)" if r[5] or r[6] else ""
             print(f"\nreconciliation: raw {r[0]:,} = clean {r[1]:,} + quarantined {r[2]:,} + duplicates {r[3]:,} -> "
                   f"{'balanced' if r[4] else 'NOT BALANCED'}{rejected}")
         print(f"\nexample query (recs sql \"...\"):\n{EXAMPLE_QUERY}\n")
-        cur = con.execute(EXAMPLE_QUERY)
-        _print_table([d[0] for d in cur.description], cur.fetchall())
+        example = db.df(EXAMPLE_QUERY)
+        _print_table(list(example.columns), list(example.itertuples(index=False, name=None)))
 
 
 REPORT_QUERIES = {
@@ -412,11 +421,18 @@ def readable_warehouse(settings: Settings, live: bool = False) -> Path:
     """The published snapshot (never locked by a run) unless ``live``; the live file otherwise."""
     from recs_pipeline.defs.publish import snapshot_path
 
-    snapshot = snapshot_path(settings.warehouse_path)
+    snapshot = snapshot_path(settings.engine_path)
     if not live and snapshot.exists():
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(snapshot.stat().st_mtime))
         print(f"(published snapshot of {stamp}; --live queries the warehouse itself)", file=sys.stderr)
         return snapshot
+    if settings.engine.kind != "duckdb":
+        # The snapshot is a DuckDB copy of the Spark tables: SQL users read that.
+        raise CliError(
+            f"no published snapshot at {snapshot} (on the {settings.engine.kind} engine the CLI reads the "
+            "snapshot the run publishes; --live reads a DuckDB warehouse only)",
+            "run `recs run` first; query the Spark tables themselves with spark-sql or dbt",
+        )
     if not settings.warehouse_path.exists():
         raise CliError(f"no warehouse at {settings.warehouse_path}", "run `make run` (or `recs run`) first")
     return settings.warehouse_path

@@ -4,12 +4,13 @@
 import hashlib
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from recs_pipeline.defs.tuning import TUNED_KEY
-from recs_pipeline.resources import ShopSourceResource
+from recs_pipeline.resources import EngineResource, ShopSourceResource
 from recs_pipeline.settings import Settings
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
@@ -98,14 +99,15 @@ def build_simulation(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleD
     schedule starts stopped."""
 
     @dg.op(description="Simulate the synthetic shop's next day, shoppers seeing the published lists.")
-    def simulate_next_shop_day(context: dg.OpExecutionContext) -> None:
+    def simulate_next_shop_day(context: dg.OpExecutionContext, warehouse: EngineResource) -> None:
         from recs_pipeline.privacy import Pseudonymizer
         from recs_pipeline.synthetic.continuation import NoListsError, continue_landing_zone, shop_lists_from_warehouse
 
         try:
             # The warehouse holds pseudonyms: the shop hashes its own ids with the same key.
             pseudonymize = Pseudonymizer.from_settings(settings.privacy).many
-            lists = shop_lists_from_warehouse(settings.warehouse_path, settings.landing_dir, pseudonymize)
+            engine = warehouse.engine() if Path(warehouse.path).exists() else None
+            lists = shop_lists_from_warehouse(engine, settings.landing_dir, pseudonymize)
         except NoListsError as exc:
             context.log.warning(f"{exc}: simulating without recommendations")
             lists = None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recs_pipeline.engine import Engine
 from recs_pipeline.synthetic.dirt import DEFECT_KINDS
 from recs_pipeline.synthetic.shop import SyntheticShop, _write_text, write_day, write_snapshots
 
@@ -25,21 +26,19 @@ class NoListsError(RuntimeError):
     """The warehouse has no published lists yet."""
 
 
-def lists_from_warehouse(warehouse_path: Path, user_map: Mapping[str, str] | None = None) -> ListsForDay:
+def lists_from_warehouse(engine: Engine | None, user_map: Mapping[str, str] | None = None) -> ListsForDay:
     """day -> the lists in force that day (the newest ``list_date`` on or before it),
     from ``serving.published_recommendations``.
 
     The warehouse holds pseudonyms, not the shop's ids: ``user_map`` (pseudonym -> shop
     id, see :func:`pseudonym_map`) translates them back; users it does not know (erased
     ones) are left out."""
-    from recs_pipeline.warehouse import connection, table_exists
-
-    if not Path(warehouse_path).exists():
-        raise NoListsError(f"no warehouse at {warehouse_path}")
-    with connection(warehouse_path, read_only=True) as con:
-        if not table_exists(con, "serving.published_recommendations"):
+    if engine is None:
+        raise NoListsError("no warehouse yet")
+    with engine.session(read_only=True) as db:
+        if not db.table_exists("serving.published_recommendations"):
             raise NoListsError("no published recommendations yet")
-        lists = con.execute("SELECT list_date, user_id, item_id, rank FROM serving.published_recommendations").df()
+        lists = db.df("SELECT list_date, user_id, item_id, rank FROM serving.published_recommendations")
     if user_map is not None and len(lists):
         own = lists["user_id"].map(user_map)
         if own.isna().all():
@@ -65,9 +64,9 @@ def pseudonym_map(landing_dir: Path, pseudonymize: Callable[[list[str]], list[st
     return dict(zip(pseudonymize(ids), ids))
 
 
-def shop_lists_from_warehouse(warehouse_path: Path, landing_dir: Path, pseudonymize: Callable[[list[str]], list[str]]) -> ListsForDay:
+def shop_lists_from_warehouse(engine: Engine | None, landing_dir: Path, pseudonymize: Callable[[list[str]], list[str]]) -> ListsForDay:
     """:func:`lists_from_warehouse` with the shop's own user ids."""
-    return lists_from_warehouse(warehouse_path, pseudonym_map(landing_dir, pseudonymize))
+    return lists_from_warehouse(engine, pseudonym_map(landing_dir, pseudonymize))
 
 
 @dataclass
