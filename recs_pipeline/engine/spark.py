@@ -47,6 +47,8 @@ def spark_conf(warehouse: Path, driver_memory: str = "2g", extra: dict[str, str]
         # A CTAS with an explicit LOCATION (how dbt rebuilds a table) overwrites the folder.
         "spark.sql.legacy.allowNonEmptyLocationInCTAS": "true",
         "spark.sql.sources.default": "parquet",
+        # Plain microsecond timestamps (not Spark's legacy INT96) for other Parquet readers.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.session.timeZone": "UTC",
         # dbt-spark runs with ANSI mode off; the engine's SQL must mean the same.
         "spark.sql.ansi.enabled": "false",

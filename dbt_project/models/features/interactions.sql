@@ -13,7 +13,7 @@ weighted as (
     select
         e.*,
         {{ event_weight('e.event_type', 'e.rating') }}
-          * power(0.5, {{ dbt.datediff('e.event_ts', 'r.ref_ts', 'hour') }} / (24.0 * {{ var('decay_half_life_days') }}))
+          * power(0.5, cast({{ dbt.datediff('e.event_ts', 'r.ref_ts', 'hour') }} as {{ type_double() }}) / (24.0 * {{ var('decay_half_life_days') }}))
           as decayed_weight
     from events e cross join reference r
 )

@@ -26,8 +26,9 @@ select
     coalesce(sum(r.add_to_carts), 0) as add_to_carts,
     coalesce(sum(r.purchases), 0) as purchases,
     coalesce(sum(r.revenue), 0) as revenue,
-    coalesce(sum(r.clicks), 0) * 1.0 / count(*) as ctr,
-    coalesce(sum(r.purchases), 0) * 1.0 / count(*) as conversion_per_impression,
+    -- Doubles on every engine (an integer * 1.0 is a DECIMAL on Spark).
+    cast(coalesce(sum(r.clicks), 0) as {{ type_double() }}) / count(*) as ctr,
+    cast(coalesce(sum(r.purchases), 0) as {{ type_double() }}) / count(*) as conversion_per_impression,
     coalesce(sum(r.revenue), 0) * 1.0 / count(distinct s.user_id) as revenue_per_user
 from served s
 left join responses r on r.serve_id = s.serve_id

@@ -13,7 +13,7 @@ category_share as (
         e.user_id,
         i.category,
         count(*) as n_purchases,
-        count(*) * 1.0 / sum(count(*)) over (partition by e.user_id) as share
+        cast(count(*) as {{ type_double() }}) / sum(count(*)) over (partition by e.user_id) as share
     from {{ ref('stg_events') }} e
     join {{ ref('item_features') }} i on i.item_id = e.item_id
     where e.event_type = 'purchase' and not e.is_anonymous and i.category is not null

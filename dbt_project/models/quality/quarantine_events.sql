@@ -1,7 +1,10 @@
+{#- One day at a time: DuckDB deletes and re-inserts the window's days, Spark overwrites
+    the partition folders of the days the window holds. -#}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='partition_date',
+    incremental_strategy='insert_overwrite' if target.type == 'spark' else 'delete+insert',
+    unique_key=none if target.type == 'spark' else 'partition_date',
+    partition_by=['partition_date'] if target.type == 'spark' else none,
     tags=['daily'],
 ) }}
 {#- Every raw event row that failed validation, with the rule it broke and where it came from. -#}
