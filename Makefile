@@ -21,7 +21,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-run: install $(DAGSTER_HOME)/dagster.yaml ## generate the synthetic shop, run the pipeline, close the loop once
+# RECS_ENGINE=spark make run: the same on the Spark engine (Java 17 and the spark extra first).
+run: install $(if $(filter spark,$(RECS_ENGINE)),install-spark) $(DAGSTER_HOME)/dagster.yaml ## generate the synthetic shop, run the pipeline, close the loop once
 	$(VENV)/bin/recs generate
 	$(VENV)/bin/recs run
 	$(VENV)/bin/recs simulate --days 7

@@ -166,3 +166,9 @@ def test_a_table_made_by_sql_is_seen_by_the_next_session_even_empty(engine):
         assert db.rows("SELECT user_id, score FROM serving.log") == [("u", 1.0)]
         assert db.scalar("SELECT count(*) FROM serving.empty") == 0
         assert [c for c, _ in db.columns("serving.empty")] == ["user_id", "n"]
+
+
+def test_frames_give_decimals_as_floats(engine):
+    with engine.session() as db:
+        frame = db.df("SELECT CAST(1.5 AS DECIMAL(4, 1)) AS weight, 2 AS n")
+        assert frame["weight"].dtype == "float64" and frame["weight"].tolist() == [1.5]

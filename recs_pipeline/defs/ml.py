@@ -35,10 +35,14 @@ EVALUATION_MODELS = "evaluation"  # sub-folder of the model store for the hold-o
 
 
 def data_version(frames: tuple[pd.DataFrame, ...], *extra) -> str:
-    """A short content hash of the training frames and settings: same inputs, same version."""
+    """A short content hash of the training frames and settings: same inputs, same version.
+    Numbers are hashed as float64, so the version depends on the values, not on how an
+    engine typed a count or a sum (DuckDB's HUGEINT sums, Spark's BIGINT)."""
     digest = hashlib.sha256()
     for frame in frames:
-        digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+        canonical = frame.astype({c: "float64" for c in numeric}) if numeric else frame
+        digest.update(pd.util.hash_pandas_object(canonical, index=False).values.tobytes())
     digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:12]
 
@@ -74,7 +78,7 @@ def weighted_interactions_sql(settings: Settings, where: str, reference: str, db
     return f"""
         SELECT user_id, item_id,
                round(sum(CASE event_type {cases} ELSE 0 END
-                   * power(0.5, {db.hours_between('event_ts', reference)} / (24.0 * {float(settings.decay_half_life_days)}))), 9)
+                   * power(0.5, CAST({db.hours_between('event_ts', reference)} AS DOUBLE) / (24.0 * {float(settings.decay_half_life_days)}))), 9)
                    AS weight,
                sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS n_purchases
         FROM staging.stg_events
