@@ -312,7 +312,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             print(f"  - {line}", file=sys.stderr)
         raise CliError(f"the run failed after {elapsed:.0f}s", "see the lines above; rerun with --debug for logs")
     print(f"\nrun succeeded in {elapsed:.1f}s{' for the other days' if rejected else ''}; "
-          f"warehouse: {settings.warehouse_path}\n")
+          f"warehouse: {settings.engine_path}\n")
     print_summary(settings)
     if rejected:
         for day, source_file, reason in rejected:
@@ -535,7 +535,7 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.defs.publish import snapshot_path
-    from recs_pipeline.privacy import ErasureRequest, Pseudonymizer, erase_users, warn_if_demo_key
+    from recs_pipeline.privacy import ErasureRequest, Pseudonymizer, erase_users, erase_users_on, warn_if_demo_key
     from recs_pipeline.privacy.erasure import parse_request_text
     from recs_pipeline.sources.adapters import build_source
 
@@ -546,15 +546,20 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> None:
         raise CliError("no user ids to erase", "recs erase U000123 [U000456 ...] or --file ids.csv")
     pseudonymizer = Pseudonymizer.from_settings(settings.privacy)
     warn_if_demo_key(pseudonymizer, _StderrLog())
-    report = erase_users(
-        ErasureRequest(user_ids=ids, origin="cli"),
-        pseudonymizer,
-        settings.warehouse_path,
-        snapshot_path=snapshot_path(settings.warehouse_path),
+    request = ErasureRequest(user_ids=ids, origin="cli")
+    steps = dict(
+        snapshot_path=snapshot_path(settings.engine_path),
         model_dir=settings.model_dir,
         source=build_source(settings),
         owned_roots=[settings.landing_dir, settings.data_dir],
     )
+    if settings.engine.kind == "duckdb":
+        report = erase_users(request, pseudonymizer, settings.warehouse_path, **steps)
+    else:  # the engine's own warehouse (a DuckDB file here would be another, empty one)
+        from recs_pipeline.engine import create_engine
+
+        engine = create_engine(settings.engine.kind, settings.engine_path, spark=settings.engine)
+        report = erase_users_on(engine, request, pseudonymizer, **steps)
     print(report.summary())
     rows = [(u.pseudonym, sum(u.rows_deleted.values()), sum(u.snapshot_rows_deleted.values()),
              sum(u.files_rewritten.values()), len(u.models_scrubbed)) for u in report.users]

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from recs_pipeline.defs.publish import snapshot_path
-from recs_pipeline.privacy import Pseudonymizer, erase_users, pending_requests, warn_if_demo_key
+from recs_pipeline.privacy import Pseudonymizer, erase_users, erase_users_on, pending_requests, warn_if_demo_key
 from recs_pipeline.privacy.erasure import ERASURE_LOG, ERASURE_LOG_DDL
 from recs_pipeline.privacy.pseudonym import KEY_ENV_VAR
 from recs_pipeline.privacy.suppression import ensure_privacy_schema
@@ -71,28 +71,21 @@ def erasure_log(
 ) -> dg.MaterializeResult:
     requests = pending_requests(Path(privacy.erasure_requests_dir))
     reports = []
-    if requests and warehouse.kind != "duckdb":
-        # Refused loudly, before anything loads: a silent skip would let the next load
-        # bring the users back. The requests stay pending for a DuckDB run.
-        raise dg.Failure(
-            f"{len(requests)} erasure request(s) pending, and erasure does not run on the {warehouse.kind!r} "
-            "engine yet (docs/scale.md): nothing was loaded",
-            metadata={"requests_dir": dg.MetadataValue.path(privacy.erasure_requests_dir)},
-        )
     if requests:
         pseudonymizer = privacy.pseudonymizer(context.log)
         source = shop_source.source()
+        steps = dict(
+            snapshot_path=snapshot_path(warehouse.path),
+            model_dir=model_store.root,
+            source=source,
+            owned_roots=[Path(r) for r in privacy.owned_roots],
+            lock_timeout_s=warehouse.lock_timeout_s,
+        )
         for request in requests:
-            report = erase_users(
-                request,
-                pseudonymizer,
-                Path(warehouse.path),
-                snapshot_path=snapshot_path(warehouse.path),
-                model_dir=model_store.root,
-                source=source,
-                owned_roots=[Path(r) for r in privacy.owned_roots],
-                lock_timeout_s=warehouse.lock_timeout_s,
-            )
+            if warehouse.kind == "duckdb":  # one transaction, then the file compacted
+                report = erase_users(request, pseudonymizer, Path(warehouse.path), **steps)
+            else:  # through the engine interface, table by table (docs/privacy.md)
+                report = erase_users_on(warehouse.engine(), request, pseudonymizer, **steps)
             context.log.info(report.summary())  # request id and counts: never an id
             reports.append(report)
     if warehouse.kind == "duckdb":

@@ -93,6 +93,19 @@ class Session(ABC):
         the dbt project's ``datediff(..., 'hour')`` counts them (10:59 -> 11:01 is 1)."""
 
     @abstractmethod
+    def regex_matches(self, text: str, pattern: str) -> str:
+        """SQL condition: text ``text`` contains a match of the regex ``pattern`` (SQL, e.g.
+        ``?``); false, never NULL, when the text is NULL. Patterns must mean the same to
+        RE2 (DuckDB) and Java (Spark), as ``privacy.lines.id_pattern``'s do (erasure)."""
+
+    @abstractmethod
+    def append_rows(self, name: str, data: TableData, params: Params = None) -> int:
+        """Add the rows of ``data`` to ``name`` (columns matched by name; a column the table
+        lacks is an error), as one atomic change of that table: the table keeps its
+        constraints and partitioning. Creates the table from ``data`` when missing.
+        Returns how many rows were added."""
+
+    @abstractmethod
     def delete_rows(self, name: str, where: str, params: Params = None) -> int:
         """Delete the rows of ``name`` for which ``where`` (a SQL condition) is true, as one
         atomic change of that table (retention, erasure). Returns how many went."""

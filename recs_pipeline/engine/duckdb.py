@@ -140,6 +140,20 @@ class DuckDBSession(Session):
                 raise
         return con.execute(f"SELECT count(*) FROM {name} WHERE {column} = ?", [value]).fetchall()[0][0]
 
+    def regex_matches(self, text: str, pattern: str) -> str:
+        return f"coalesce(regexp_matches({text}, {pattern}), false)"
+
+    def append_rows(self, name: str, data: TableData, params: Params = None) -> int:
+        # An INSERT (one statement, atomic), not a rebuild: the table keeps its DDL.
+        schema, _ = split_name(name)
+        with self._select(data) as select_sql:
+            if warehouse.table_exists(self._con, name if "." in name else f"main.{name}"):
+                sql = f"INSERT INTO {name} BY NAME {select_sql}"
+            else:
+                self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                sql = f"CREATE TABLE {name} AS {select_sql}"
+            return int(self._con.execute(sql, list(params or [])).fetchall()[0][0])
+
 
 class DuckDBEngine(Engine):
     """The warehouse as a DuckDB file at ``path``; every session waits up to

@@ -65,12 +65,23 @@ def spark_conf(warehouse: Path, driver_memory: str = "2g", extra: dict[str, str]
 _SESSION_LOCK = threading.Lock()
 
 
+def _quiet_python_side() -> None:
+    """PySpark's pandas-version notice (the engine converts through Arrow itself) and
+    py4j's per-connection INFO lines say nothing a pipeline user can act on."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
 def spark_session(master: str, conf: dict[str, str], remote: str = ""):
     """This process's SparkSession (Spark allows one per JVM). A session of another
     warehouse (a test's earlier one) is stopped first: the warehouse folder is fixed for
     a session's life."""
     from pyspark.sql import SparkSession
 
+    _quiet_python_side()
     with _SESSION_LOCK:
         active = SparkSession.getActiveSession() or SparkSession._instantiatedSession
         if active is not None and not remote:
@@ -131,7 +142,12 @@ class SparkEngineSession(Session):
         return _naive_utc(self._sql(sql, params).toArrow())
 
     def df(self, sql: str, params: Params = None) -> pd.DataFrame:
-        return self.arrow(sql, params).to_pandas()
+        # DECIMAL as float64, as DuckDB's frames have it (not Python Decimal objects).
+        table = self.arrow(sql, params)
+        decimals = {f.name: pa.float64() for f in table.schema if pa.types.is_decimal(f.type)}
+        if decimals:
+            table = table.cast(pa.schema([pa.field(f.name, decimals.get(f.name, f.type), f.nullable) for f in table.schema]))
+        return table.to_pandas()
 
     def rows(self, sql: str, params: Params = None) -> list[tuple]:
         table = self.arrow(sql, params)
@@ -234,6 +250,38 @@ class SparkEngineSession(Session):
         return self._spark.sql(
             f"SELECT count(*) FROM {schema}.{table} WHERE {column} <=> ?", args=[value]
         ).collect()[0][0]
+
+    def regex_matches(self, text: str, pattern: str) -> str:
+        # RLIKE finds a match anywhere (Java's Matcher.find), as DuckDB's regexp_matches.
+        return f"coalesce({text} RLIKE {pattern}, false)"
+
+    def append_rows(self, name: str, data: TableData, params: Params = None) -> int:
+        # As delete_rows: the table is written again with the new rows (partitioned as it
+        # was) and swapped in, never appended to in place (a failed write keeps the old).
+        from pyspark.sql import functions as F
+
+        schema, table = split_name(name)
+        frame = self._frame(data, params)
+        added = frame.count()
+        if not self.table_exists(f"{schema}.{table}"):
+            self._engine._write_table(self._spark, schema, table, frame)
+            return int(added)
+        existing = self._spark.table(f"{schema}.{table}")
+        extra = [c for c in frame.columns if c not in existing.columns]
+        if extra:
+            raise ValueError(f"{name} has no column(s) {', '.join(extra)}")
+        # By name, in the table's types; a column missing from the data is NULL (as DuckDB's INSERT BY NAME).
+        new = frame.select(
+            *[
+                (F.col(f"`{f.name}`") if f.name in frame.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+                for f in existing.schema.fields
+            ]
+        )
+        partition = self._engine._partition_columns(self._engine.table_path(schema, table))
+        self._engine._write_table(
+            self._spark, schema, table, existing.unionByName(new), partition_by=partition[0] if partition else None
+        )
+        return int(added)
 
 
 def _literal(value: Any) -> str:

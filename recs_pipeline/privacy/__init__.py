@@ -2,7 +2,7 @@
 history, and erasure of users from the warehouse, landing files, snapshot and models.
 See docs/privacy.md."""
 
-from recs_pipeline.privacy.erasure import ErasureReport, ErasureRequest, erase_users, pending_requests
+from recs_pipeline.privacy.erasure import ErasureReport, ErasureRequest, erase_users, erase_users_on, pending_requests
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, warn_if_demo_key
 from recs_pipeline.privacy.retention import RetentionReport, apply_retention, apply_retention_on
 
@@ -14,6 +14,7 @@ __all__ = [
     "apply_retention",
     "apply_retention_on",
     "erase_users",
+    "erase_users_on",
     "pending_requests",
     "warn_if_demo_key",
 ]

@@ -23,12 +23,17 @@ pseudonym (``pseudonym_sha256``), never the pseudonym or the shop's id, so after
 compaction the erased pseudonym's bytes are nowhere in the file (nor in the rebuilt
 snapshot). Steps are idempotent: a request that failed half-way is simply processed
 again.
+
+On another engine (Spark) :func:`erase_users_on` does steps 1-5 through the engine
+interface, table by table (no multi-table transaction); step 6 is not needed there, as
+deleting rows writes a table's Parquet files anew and removes the old ones.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -37,18 +42,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
+from recs_pipeline.engine.base import Engine, Session
 from recs_pipeline.privacy.files import owned_files
 from recs_pipeline.privacy.lines import id_pattern, rewrite_without
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, normalise_id
 from recs_pipeline.privacy.suppression import (
     ERASURE_LOG,
+    ERASURE_LOG_ARROW_SCHEMA,
     ERASURE_LOG_DDL,
     LEGACY_COLUMN,
     digest_select_list,
     ensure_privacy_schema,
     pseudonym_digest,
     suppress,
+    suppress_on,
     table_columns,
 )
 from recs_pipeline.sources.base import Source, sql_literal
@@ -413,6 +422,54 @@ def rewrite_landing_files(source: Source | None, owned_roots: list[Path], ids: s
 # --- the whole request ----------------------------------------------------------------
 
 
+def _erase_outside_warehouse(
+    by_pseudonym: dict[str, UserErasure],
+    users: dict[str, str],
+    originals: list[str],
+    snapshot_path: Path | None,
+    model_dir: Path | None,
+    source: Source | None,
+    owned_roots: Iterable[Path],
+    lock_timeout_s: float,
+) -> None:
+    """Steps 2-4, the same on every engine: landing files, stored models and the
+    published snapshot (a DuckDB file on every engine). ``users``: pseudonym -> id."""
+    files = rewrite_landing_files(source, [Path(r) for r in owned_roots], set(originals))
+    for pseudonym, original in users.items():
+        by_pseudonym[pseudonym].files_rewritten = files.get(original, {})
+
+    if model_dir is not None:
+        from recs_pipeline.privacy.models import scrub_models  # imports LightFM
+
+        for pseudonym, versions in scrub_models(Path(model_dir), set(users)).items():
+            by_pseudonym[pseudonym].models_scrubbed = versions
+
+    if snapshot_path is not None:
+        for pseudonym, counts in rebuild_snapshot_without(Path(snapshot_path), users, lock_timeout_s).items():
+            by_pseudonym[pseudonym].snapshot_rows_deleted = counts
+
+
+def _audit_row(
+    request: ErasureRequest, pseudonymizer: Pseudonymizer, erasure: UserErasure, requested_at: datetime, erased_at: datetime
+) -> list:
+    """One user's row of ``privacy.erasure_log``, in its column order."""
+    return [
+        request.request_id,
+        pseudonym_digest(erasure.pseudonym),  # never the pseudonym itself
+        request.origin,
+        pseudonymizer.key_fingerprint,
+        requested_at,
+        erased_at,
+        sorted(erasure.rows_deleted),
+        json.dumps(erasure.rows_deleted, sort_keys=True),
+        sum(erasure.rows_deleted.values()),
+        sum(erasure.snapshot_rows_deleted.values()),
+        sorted(erasure.files_rewritten),
+        sum(erasure.files_rewritten.values()),
+        erasure.models_scrubbed,
+    ]
+
+
 def erase_users(
     request: ErasureRequest,
     pseudonymizer: Pseudonymizer,
@@ -440,19 +497,7 @@ def erase_users(
     with connection(warehouse_path, lock_timeout_s=lock_timeout_s) as con:
         suppress(con, list(users), request.request_id)
 
-    files = rewrite_landing_files(source, [Path(r) for r in owned_roots], set(originals))
-    for pseudonym, original in users.items():
-        by_pseudonym[pseudonym].files_rewritten = files.get(original, {})
-
-    if model_dir is not None:
-        from recs_pipeline.privacy.models import scrub_models  # imports LightFM
-
-        for pseudonym, versions in scrub_models(Path(model_dir), set(users)).items():
-            by_pseudonym[pseudonym].models_scrubbed = versions
-
-    if snapshot_path is not None:
-        for pseudonym, counts in rebuild_snapshot_without(Path(snapshot_path), users, lock_timeout_s).items():
-            by_pseudonym[pseudonym].snapshot_rows_deleted = counts
+    _erase_outside_warehouse(by_pseudonym, users, originals, snapshot_path, model_dir, source, owned_roots, lock_timeout_s)
 
     erased_at = datetime.now(timezone.utc).replace(tzinfo=None)
     requested_at = request.requested_at.astimezone(timezone.utc).replace(tzinfo=None)
@@ -467,21 +512,7 @@ def erase_users(
                     erasure.rows_deleted = delete_user_rows(con, pseudonym, original)
                     con.execute(
                         f"INSERT INTO {ERASURE_LOG} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            request.request_id,
-                            pseudonym_digest(pseudonym),  # never the pseudonym itself
-                            request.origin,
-                            pseudonymizer.key_fingerprint,
-                            requested_at,
-                            erased_at,
-                            sorted(erasure.rows_deleted),
-                            json.dumps(erasure.rows_deleted, sort_keys=True),
-                            sum(erasure.rows_deleted.values()),
-                            sum(erasure.snapshot_rows_deleted.values()),
-                            sorted(erasure.files_rewritten),
-                            sum(erasure.files_rewritten.values()),
-                            erasure.models_scrubbed,
-                        ],
+                        _audit_row(request, pseudonymizer, erasure, requested_at, erased_at),
                     )
                 con.execute("COMMIT")
             except BaseException:
@@ -490,6 +521,151 @@ def erase_users(
             con.execute("CHECKPOINT")
         if compact:
             report.warehouse_bytes = compact_warehouse(Path(warehouse_path), lock_timeout_s)
+    if request.path is not None:
+        request.path.unlink(missing_ok=True)  # it names the users in clear text
+    return report
+
+
+# --- any engine (Spark): the same request through the engine interface ----------------
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _plain(name: str) -> str:
+    """A table or column name as portable SQL: unquoted, so it must be a plain
+    identifier (DuckDB quotes with ", Spark with `; with ANSI mode off " is a string)."""
+    if not all(_IDENTIFIER.match(part) for part in name.split(".")):
+        # Refused rather than skipped: a skipped column would keep the user's rows.
+        raise ValueError(f"cannot erase from {name!r}: not a plain identifier")
+    return name
+
+
+def _is_text(type_name: str) -> bool:
+    t = type_name.lower()
+    return t in ("varchar", "string") or t.startswith("varchar(")
+
+
+def user_columns_on(db: Session) -> dict[str, dict]:
+    """:func:`user_columns` through the engine interface: ``schema.table`` -> {"ids",
+    "raw_line", "keys"} of every table (not view) that can hold a user's rows."""
+    found: dict[str, dict] = {}
+    for table in db.tables():
+        if table.split(".", 1)[0] in SKIP_SCHEMAS:
+            continue
+        entry: dict = {"ids": [], "raw_line": False, "keys": []}
+        for column, type_name in db.columns(table):
+            if not _is_text(type_name):
+                continue
+            if column == "raw_line":
+                entry["raw_line"] = True
+            elif column in KEY_COLUMNS:
+                entry["keys"].append(_plain(column))
+            elif column == "user_id" or column.endswith("_user_id"):
+                entry["ids"].append(_plain(column))
+        if entry["ids"] or entry["raw_line"] or entry["keys"]:
+            found[_plain(table)] = entry
+    return found
+
+
+def _predicate_on(db: Session, columns: dict, ids: list[str], pattern: str, keys: list[str]) -> tuple[str, list]:
+    """:func:`_predicate` in portable SQL: the user's event ``keys`` as an IN list."""
+    parts, params = [], []
+    for column in columns["ids"]:
+        parts.append(f"{column} IN ({', '.join('?' for _ in ids)})")
+        params += ids
+    if columns["raw_line"]:
+        parts.append(db.regex_matches("raw_line", "?"))
+        params.append(pattern)
+    if keys:
+        for column in columns["keys"]:
+            parts.append(f"{column} IN ({', '.join('?' for _ in keys)})")
+            params += keys
+    return " OR ".join(parts) or "false", params
+
+
+def _event_keys_on(db: Session, holding: dict, ids: list[str], pattern: str) -> list[str]:
+    """The event keys of the rows that name ``ids`` (:func:`_collect_event_keys`)."""
+    keys: set[str] = set()
+    for table, columns in holding.items():
+        if not columns["keys"] or not (columns["ids"] or columns["raw_line"]):
+            continue
+        where, params = _predicate_on(db, columns, ids, pattern, [])
+        for column in columns["keys"]:
+            keys.update(
+                r[0]
+                for r in db.rows(f"SELECT DISTINCT {column} FROM {table} WHERE ({where}) AND {column} IS NOT NULL", params)
+            )
+    return sorted(keys)
+
+
+def delete_user_rows_on(db: Session, pseudonym: str, original: str) -> dict[str, int]:
+    """:func:`delete_user_rows` through the engine interface, table by table (each
+    ``delete_rows`` is atomic on its own; there is no multi-table transaction)."""
+    ids = [pseudonym, original]
+    pattern = id_pattern(ids)
+    holding = user_columns_on(db)
+    keys = _event_keys_on(db, holding, ids, pattern)
+    deleted = {}
+    # Tables that hold only event keys go first: their rows are found through the other
+    # tables, so a run stopped half-way still finds them when the request is redone.
+    for table in sorted(holding, key=lambda t: bool(holding[t]["ids"] or holding[t]["raw_line"])):
+        where, params = _predicate_on(db, holding[table], ids, pattern, keys)
+        if where == "false":
+            continue
+        n = db.delete_rows(table, where, params)
+        if n:
+            deleted[table] = int(n)
+    return deleted
+
+
+def erase_users_on(
+    engine: Engine,
+    request: ErasureRequest,
+    pseudonymizer: Pseudonymizer,
+    *,
+    snapshot_path: Path | None = None,
+    model_dir: Path | None = None,
+    source: Source | None = None,
+    owned_roots: Iterable[Path] = (),
+    lock_timeout_s: float = 600.0,
+) -> ErasureReport:
+    """:func:`erase_users` on any engine (the Spark engine's way; DuckDB keeps
+    :func:`erase_users`, one transaction and a compaction). The same steps 1-5, the
+    warehouse's through a session: the suppression list first, then each table rewritten
+    without the user on its own, the user's audit row after their rows. A request
+    stopped half-way is redone whole (each step is idempotent). No compaction: on Spark
+    ``delete_rows`` writes the table's files anew and deletes the old ones, so no freed
+    page of a live file keeps the erased bytes."""
+    originals = [i for i in dict.fromkeys(normalise_id(u) for u in request.user_ids) if i is not None]
+    users = {pseudonymizer.one(i): i for i in originals}  # pseudonym -> original id
+    report = ErasureReport(request.request_id, request.origin, [UserErasure(p) for p in users])
+    if not users:
+        if request.path is not None:
+            request.path.unlink(missing_ok=True)
+        return report
+    by_pseudonym = {u.pseudonym: u for u in report.users}
+
+    if engine.kind == "duckdb":
+        # A DuckDB file's privacy tables keep their DDL (the primary key suppress() relies
+        # on) and are migrated from the clear pseudonym first; appends then keep both.
+        with connection(engine.path, lock_timeout_s=lock_timeout_s) as con:  # type: ignore[attr-defined]
+            ensure_erasure_log(con)
+    with engine.session() as db:
+        suppress_on(db, list(users), request.request_id)
+
+    _erase_outside_warehouse(by_pseudonym, users, originals, snapshot_path, model_dir, source, owned_roots, lock_timeout_s)
+
+    erased_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    requested_at = request.requested_at.astimezone(timezone.utc).replace(tzinfo=None)
+    with engine.session() as db:
+        for pseudonym, original in users.items():
+            erasure = by_pseudonym[pseudonym]
+            erasure.rows_deleted = delete_user_rows_on(db, pseudonym, original)
+            row = _audit_row(request, pseudonymizer, erasure, requested_at, erased_at)
+            audit = pa.Table.from_pylist(
+                [dict(zip(ERASURE_LOG_ARROW_SCHEMA.names, row))], schema=ERASURE_LOG_ARROW_SCHEMA
+            )
+            db.append_rows(ERASURE_LOG, audit)
     if request.path is not None:
         request.path.unlink(missing_ok=True)  # it names the users in clear text
     return report

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 import duckdb
+import pyarrow as pa
+
+from recs_pipeline.engine.base import Session
 
 SCHEMA = "privacy"
 SUPPRESSED_TABLE = "privacy.suppressed_users"
@@ -41,6 +45,20 @@ CREATE TABLE IF NOT EXISTS privacy.erasure_log (
     snapshot_rows_deleted BIGINT, files_rewritten VARCHAR[], lines_removed BIGINT,
     models_scrubbed VARCHAR[]
 )"""
+# The same columns as Arrow types, for engines that build the tables from data (Spark):
+# VARCHAR[] is list<string>, TIMESTAMP a naive microsecond timestamp (UTC).
+SUPPRESSED_ARROW_SCHEMA = pa.schema(
+    [("pseudonym_sha256", pa.string()), ("request_id", pa.string()), ("suppressed_at", pa.timestamp("us"))]
+)
+ERASURE_LOG_ARROW_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()), ("pseudonym_sha256", pa.string()), ("origin", pa.string()),
+        ("key_fingerprint", pa.string()), ("requested_at", pa.timestamp("us")), ("erased_at", pa.timestamp("us")),
+        ("tables_touched", pa.list_(pa.string())), ("rows_deleted", pa.string()), ("rows_deleted_total", pa.int64()),
+        ("snapshot_rows_deleted", pa.int64()), ("files_rewritten", pa.list_(pa.string())),
+        ("lines_removed", pa.int64()), ("models_scrubbed", pa.list_(pa.string())),
+    ]
+)
 DIGEST_COLUMN = "pseudonym_sha256"
 LEGACY_COLUMN = "pseudonym"  # the clear pseudonym, stored before the digest
 PRIVACY_TABLES = {"suppressed_users": SUPPRESSED_DDL, "erasure_log": ERASURE_LOG_DDL}
@@ -144,3 +162,18 @@ def suppress(con: duckdb.DuckDBPyConnection, pseudonyms: list[str], request_id: 
             [digest, request_id],
         )
     return con.execute(f"SELECT count(*) FROM {SUPPRESSED_TABLE}").fetchall()[0][0] - before
+
+
+def suppress_on(db: Session, pseudonyms: list[str], request_id: str) -> int:
+    """:func:`suppress` through the engine interface (Spark): the digests not yet listed
+    are appended. Returns how many were new."""
+    digests = sorted({pseudonym_digest(p) for p in pseudonyms})
+    listed: set[str] = set()
+    if db.table_exists(SUPPRESSED_TABLE):
+        listed = {r[0] for r in db.rows(f"SELECT {DIGEST_COLUMN} FROM {SUPPRESSED_TABLE}")}
+    new = [d for d in digests if d not in listed]
+    if new:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        rows = {"pseudonym_sha256": new, "request_id": [request_id] * len(new), "suppressed_at": [now] * len(new)}
+        db.append_rows(SUPPRESSED_TABLE, pa.table(rows, schema=SUPPRESSED_ARROW_SCHEMA))
+    return len(new)
