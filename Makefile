@@ -60,8 +60,10 @@ test-spark: install-spark ## the Spark engine: its contract, and dbt on Spark ta
 	$(PY) -m pytest -q -m spark
 
 SCALES ?= S,M
-bench: install ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes; SCALES=L for 10M events)
-	$(PY) -m benchmarks.pipeline --scales $(SCALES)
+ENGINE ?= duckdb
+# ENGINE=spark: both engines side by side on the same shops (benchmarks/engines.py).
+bench: install $(if $(filter spark,$(ENGINE)),install-spark) ## pipeline performance: stage times, rows/s, peak RSS at S and M scale (about 5 minutes; SCALES=L for 10M events; ENGINE=spark compares Spark with DuckDB)
+	$(if $(filter spark,$(ENGINE)),$(PY) -m benchmarks.engines --scales $(SCALES),$(PY) -m benchmarks.pipeline --scales $(SCALES))
 
 bench-quality: install ## model quality on MovieLens 100K, Online Retail and the synthetic shop (with its oracle), ranking stage included (about 10 minutes)
 	$(PY) -m benchmarks.quality

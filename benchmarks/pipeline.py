@@ -164,7 +164,8 @@ def run_child(data_dir: Path, day: date | None, out: Path) -> None:
     from recs_pipeline.settings import load_settings
 
     warnings.filterwarnings("ignore")
-    settings = load_settings({"RECS_DATA_DIR": str(data_dir), "RECS_LANDING_DIR": str(data_dir / "landing")})
+    engine = {"RECS_ENGINE": os.environ["RECS_ENGINE"]} if os.environ.get("RECS_ENGINE") else {}
+    settings = load_settings({"RECS_DATA_DIR": str(data_dir), "RECS_LANDING_DIR": str(data_dir / "landing"), **engine})
     sampler = RssSampler()
     sampler.start()
     started = time.time()
@@ -196,10 +197,12 @@ class RunMeasurement:
     overhead_seconds: float  # run time outside any step (planning, instance, start-up)
 
 
-def measure_run(data_dir: Path, day: date | None, raw_lines: int) -> RunMeasurement:
-    """Run the pipeline in a child process and summarise it per stage."""
+def measure_run(data_dir: Path, day: date | None, raw_lines: int, env_extra: dict[str, str] | None = None) -> RunMeasurement:
+    """Run the pipeline in a child process and summarise it per stage (``env_extra``: e.g.
+    ``{"RECS_ENGINE": "spark"}``)."""
     out = data_dir / f"run-{day or 'full'}.json"
-    env = {**os.environ, "DAGSTER_HOME": str(data_dir / "dagster_home"), "GX_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "DAGSTER_HOME": str(data_dir / "dagster_home"), "GX_ANALYTICS_ENABLED": "false",
+           **(env_extra or {})}
     command = [sys.executable, "-m", "benchmarks.pipeline", "--child", str(data_dir), "--out", str(out)]
     if day:
         command += ["--day", day.isoformat()]

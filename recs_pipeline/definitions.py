@@ -61,12 +61,24 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         schedules=schedules,
         sensors=[build_sensor(jobs["nightly_job"])],
         resources={**build_resources(settings), "privacy": privacy_resource(settings)},
-        # The warehouse is one DuckDB file with a single writer: steps of a run execute
-        # one after another in one process (DuckDB itself uses every core inside a step).
-        # Concurrent runs are serialised by the `duckdb` pool (dagster.yaml) and by
-        # waiting on the file lock (recs_pipeline.warehouse).
-        executor=dg.in_process_executor,
+        executor=run_executor(settings.engine.executor),
     )
+
+
+def run_executor(kind: str) -> dg.ExecutorDefinition:
+    """How a run's steps execute (``RECS_EXECUTOR``). By default one after another in one
+    process: the DuckDB warehouse is one file with a single writer (DuckDB uses every core
+    inside a step), and concurrent runs are serialised by the `duckdb` pool (dagster.yaml)
+    and the file lock (recs_pipeline.warehouse). On Spark there is no such lock: a process
+    or a Kubernetes job per step lets independent steps run side by side (raise the pool
+    limit in dagster.yaml too; docs/scale.md)."""
+    if kind == "multiprocess":
+        return dg.multiprocess_executor
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor  # pip install dagster-k8s, on the cluster's image
+
+        return k8s_job_executor
+    return dg.in_process_executor
 
 
 @dg.definitions

@@ -38,7 +38,11 @@ def check_engine_kind(kind: str) -> str:
     raise ValueError(f"engine kind {kind!r} is not one of {', '.join(ENGINE_KINDS)}")
 
 
-ENGINE_KEYS = {"kind", "spark_master", "spark_remote", "spark_driver_memory", "spark_warehouse"}
+ENGINE_KEYS = {"kind", "spark_master", "spark_remote", "spark_driver_memory", "spark_warehouse", "executor"}
+# How a run executes its steps (RECS_EXECUTOR / [engine] executor): one process (the
+# default, what a single DuckDB file wants), a process per step, or a Kubernetes job per
+# step (dagster-k8s; docs/scale.md).
+EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class EngineSettings:
     spark_driver_memory: str = "2g"
     # Folder of the Parquet tables (<schema>.db/<table>/); default <data_dir>/spark-warehouse.
     spark_warehouse: Path | None = None
+    executor: str = "in_process"
 
 
 def engine_settings(
@@ -68,8 +73,12 @@ def engine_settings(
     warehouse = env.get("RECS_SPARK_WAREHOUSE") or section.get("spark_warehouse")
     if not warehouse and data_dir is not None:
         warehouse = data_dir / "spark-warehouse"
+    executor = str(env.get("RECS_EXECUTOR") or section.get("executor") or "in_process").strip().lower()
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
     return EngineSettings(
         kind=check_engine_kind(kind),
+        executor=executor,
         spark_master=env.get("RECS_SPARK_MASTER") or section.get("spark_master") or "local[*]",
         spark_remote=env.get("RECS_SPARK_REMOTE") or section.get("spark_remote") or "",
         spark_driver_memory=env.get("RECS_SPARK_DRIVER_MEMORY") or section.get("spark_driver_memory") or "2g",

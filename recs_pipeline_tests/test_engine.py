@@ -234,3 +234,15 @@ def test_migrated_modules_touch_tables_only_through_the_engine(module):
     assert not forbidden, f"defs/{module}.py imports {forbidden}"
     for raw in (".register(", ".connect(", "fetchall(", "fetchnumpy(", "ORDER BY ALL", "information_schema"):
         assert raw not in source, f"defs/{module}.py uses {raw!r}: go through the engine session"
+
+
+def test_the_executor_setting_picks_how_a_run_executes_its_steps(tmp_path):
+    from recs_pipeline.definitions import build_defs
+
+    assert settings_for(tmp_path).engine.executor == "in_process"
+    with pytest.raises(ValueError, match="not one of"):
+        settings_for(tmp_path, RECS_EXECUTOR="threads")
+    job = build_defs(settings_for(tmp_path, RECS_EXECUTOR="multiprocess")).resolve_job_def("nightly_job")
+    assert job.executor_def.name == "multiprocess"
+    default = build_defs(settings_for(tmp_path)).resolve_job_def("nightly_job")
+    assert default.executor_def.name == "in_process"
