@@ -1,5 +1,7 @@
-"""The engine interface's contract, on the DuckDB engine (the default), and the rule that
-migrated asset code talks to tables only through it."""
+"""What only the DuckDB engine (the default) promises (its column types, no views left
+behind), its settings and resources, and the rule that migrated asset code talks to
+tables only through the engine. The contract every engine keeps is in
+test_engine_contract.py."""
 
 from __future__ import annotations
 
@@ -73,16 +75,6 @@ def test_tables_lists_base_tables_by_schema(engine):
     assert engine.tables(["b"]) == ["b.two"]
 
 
-def test_sample_is_reproducible_and_bounded(engine):
-    with engine.session() as db:
-        db.replace_table("s.big", "SELECT range AS id FROM range(1000)")
-        first = db.sample("s.big", 50)
-        assert len(first) == 50 and first["id"].is_unique
-        pd.testing.assert_frame_equal(first, db.sample("s.big", 50))
-        assert len(db.sample("s.big", 5000)) == 1000
-        assert set(db.sample("s.big", 50, where="id < 10")["id"]) <= set(range(10))
-
-
 # --- replace_table ------------------------------------------------------------------
 
 
@@ -120,22 +112,6 @@ def test_a_failing_replacement_keeps_the_old_table(engine):
 
 
 # --- replace_partition --------------------------------------------------------------
-
-
-def test_replace_partition_replaces_one_day_only(engine):
-    d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
-    with engine.session() as db:
-        assert db.replace_partition("raw.t", _days([(d1, "a"), (d1, "b")]), "day", d1) == 2
-        assert db.replace_partition("raw.t", _days([(d2, "c")]), "day", d2) == 1
-        assert db.replace_partition("raw.t", _days([(d1, "z")]), "day", d1) == 1
-        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "z"), (d2, "c")]
-        # Running it again with the same rows gives the same table: no duplicates.
-        for _ in range(2):
-            db.replace_partition("raw.t", _days([(d2, "c"), (d2, "d")]), "day", d2)
-        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "z"), (d2, "c"), (d2, "d")]
-        # Columns are matched by name, and SQL works as the source too.
-        db.replace_partition("raw.t", "SELECT 'e' AS item_id, CAST(? AS DATE) AS day", "day", d2, [d2])
-        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "z"), (d2, "e")]
 
 
 def test_replace_partition_refuses_rows_of_another_day_and_changes_nothing(engine):

@@ -96,6 +96,24 @@ def test_replace_partition_replaces_one_day_only(engine):
         assert db.scalar("SELECT count(*) FROM raw.t") == 2
 
 
+def test_replace_partitions_replaces_several_days_in_one_write(engine):
+    d1, d2, d3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
+    with engine.session() as db:
+        assert db.replace_partitions("raw.t", _days([(d1, "a"), (d2, "b"), (d3, "c")]), "day", [d1, d2, d3]) == 3
+        # Days 1 and 2 again: day 1 rewritten, day 2 now empty (no rows for it), day 3 untouched.
+        assert db.replace_partitions("raw.t", _days([(d1, "x"), (d1, "y")]), "day", [d1, d2]) == 2
+        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [(d1, "x"), (d1, "y"), (d3, "c")]
+        for _ in range(2):  # the same rows again: no duplicates
+            db.replace_partitions("raw.t", _days([(d2, "b"), (d3, "d")]), "day", [d2, d3])
+        assert db.rows("SELECT day, item_id FROM raw.t ORDER BY day, item_id") == [
+            (d1, "x"), (d1, "y"), (d2, "b"), (d3, "d")]  # fmt: skip
+        with pytest.raises(ValueError, match="other than"):
+            db.replace_partitions("raw.t", _days([(d1, "q"), (d3, "r")]), "day", [d1, d2])
+        assert db.scalar("SELECT count(*) FROM raw.t") == 4
+    with engine.session(read_only=True) as db:
+        assert db.rows("SELECT day, count(*) FROM raw.t GROUP BY day ORDER BY day") == [(d1, 2), (d2, 1), (d3, 1)]
+
+
 def test_sample_is_reproducible_and_bounded(engine):
     with engine.session() as db:
         db.replace_table("s.big", pd.DataFrame({"id": range(1000)}))
@@ -172,3 +190,37 @@ def test_frames_give_decimals_as_floats(engine):
     with engine.session() as db:
         frame = db.df("SELECT CAST(1.5 AS DECIMAL(4, 1)) AS weight, 2 AS n")
         assert frame["weight"].dtype == "float64" and frame["weight"].tolist() == [1.5]
+
+
+def test_map_batches_scores_like_the_driver_and_keeps_the_asked_order(engine):
+    """Scoring mapped over row batches (Spark: mapInPandas on the executors, the items'
+    factors broadcast) gives the lists the driver computes, users in the order asked."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recs_pipeline.ml import scoring
+
+    rng = np.random.default_rng(7)
+    n_users, n_items = 300, 120
+    user_biases = rng.normal(size=n_users).astype(np.float32)
+    user_embeddings = rng.normal(size=(n_users, 6)).astype(np.float32)
+    item_biases = rng.normal(size=n_items).astype(np.float32)
+    item_embeddings = rng.normal(size=(n_items, 6)).astype(np.float32)
+    exclude = sp.random(n_users, n_items, density=0.05, format="csr", random_state=3)
+
+    class Factors:  # what scoring.top_n reads from a LightFM model
+        def get_user_representations(self, features=None):
+            return user_biases, user_embeddings
+
+        def get_item_representations(self, features=None):
+            return item_biases, item_embeddings
+
+    users = rng.permutation(n_users)[:250]
+    local = scoring.top_n(Factors(), 10, users=users, exclude=exclude)
+    mapped = scoring.top_n(Factors(), 10, users=users, exclude=exclude,
+                           map_batches=lambda *a: engine.map_batches(*a, batch_rows=64))  # fmt: skip
+    assert len(local.user) == 250 * 10
+    for got, want in zip(mapped, local):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    # Nothing excluded comes back.
+    assert not np.asarray(exclude[mapped.user, mapped.item]).ravel().any()

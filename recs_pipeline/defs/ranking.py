@@ -99,8 +99,10 @@ def item_text_vectors(db: Session, item_ids: pd.Index) -> np.ndarray | None:
     return out if out.shape[1] else None
 
 
-def model_lists(model, data: TrainingData, item_ids: pd.Index, item_mask: np.ndarray | None = None) -> stage.ModelLists:
-    """LightFM's top-n for user ids, as the ``model`` generator (users it does not know get none)."""
+def model_lists(model, data: TrainingData, item_ids: pd.Index, item_mask: np.ndarray | None = None,
+                map_batches=None) -> stage.ModelLists:  # fmt: skip
+    """LightFM's top-n for user ids, as the ``model`` generator (users it does not know get none).
+    ``map_batches``: the engine's, to score where it computes (Spark's executors)."""
     maps = data.mappings
     # The model's items in the generators' order; items it does not know are never proposed.
     mask = None
@@ -109,7 +111,8 @@ def model_lists(model, data: TrainingData, item_ids: pd.Index, item_mask: np.nda
 
     def lists(user_ids: np.ndarray, n: int) -> pd.DataFrame:
         rows = maps.user_codes(pd.Index(user_ids))
-        ranked = scoring.top_n(model, n, data.user_features, data.item_features, users=rows[rows >= 0], item_mask=mask)
+        ranked = scoring.top_n(model, n, data.user_features, data.item_features, users=rows[rows >= 0], item_mask=mask,
+                               map_batches=map_batches)
         return ranked.to_frame(maps.user_ids, maps.item_ids)
 
     return lists

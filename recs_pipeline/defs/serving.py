@@ -72,7 +72,8 @@ def ranked_lists(warehouse: EngineResource, model_store: ModelStoreResource, mod
     history = np.asarray(data.interactions.tocsr().sum(axis=1)).ravel() > 0
     users = data.mappings.user_ids[history]
     gen = stage.prepare(shop, cutoff, stage_params(cfg, cfg.serving_depth), users=users,
-                        model_lists=model_lists(model, data, shop.item_ids, item_mask), item_mask=item_mask)  # fmt: skip
+                        model_lists=model_lists(model, data, shop.item_ids, item_mask, warehouse.engine().map_batches),
+                        item_mask=item_mask)  # fmt: skip
     ranked = stage.rank_users(gen, trained, users, settings.model.top_n)
     return ranked, f"ranker {pointer['version']} ({pointer['reason']})"
 
@@ -112,6 +113,8 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             now,
             user_tokens=inputs["user_tokens"],
             ranked=ranked,
+            # Scoring runs where the engine computes: on Spark, its executors.
+            map_batches=warehouse.engine().map_batches,
         )
         # generated_at is the as-of time of the data (the newest event), not the wall
         # clock, so rebuilding from the same data gives identical rows.

@@ -3,6 +3,7 @@ with DuckDB (the default) and Spark behind it (``RECS_ENGINE`` / ``[engine] kind
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from recs_pipeline.engine.base import Engine, Session, TableData
@@ -26,10 +27,19 @@ def create_engine(
             "the Spark engine needs PySpark and Java 17+: pip install -e '.[spark]' "
             "(make test-spark installs both)"
         ) from exc
+    spark = spark or EngineSettings(kind="spark")
+    return _spark_engine(str(Path(path).resolve()), spark.spark_master, spark.spark_driver_memory, spark.spark_remote)
+
+
+@functools.lru_cache(maxsize=8)
+def _spark_engine(path: str, master: str, driver_memory: str, remote: str) -> Engine:
+    """One Spark engine per warehouse and settings in a process: it remembers which
+    tables this process's SparkSession has registered, so a session (one per step, and
+    a run's steps share the process) re-registers only the tables rewritten since
+    instead of all of them (that was seconds per step)."""
     from recs_pipeline.engine.spark import SparkEngine
 
-    spark = spark or EngineSettings(kind="spark")
-    return SparkEngine(path, master=spark.spark_master, driver_memory=spark.spark_driver_memory, remote=spark.spark_remote)
+    return SparkEngine(path, master=master, driver_memory=driver_memory, remote=remote)
 
 
 __all__ = ["ENGINE_KINDS", "Engine", "Session", "TableData", "create_engine"]

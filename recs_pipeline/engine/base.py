@@ -17,7 +17,7 @@ default) and Spark (:mod:`recs_pipeline.engine.spark`, Parquet tables).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Union
@@ -26,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 
 Params = Sequence[Any] | None
+# A function mapped over row batches: (batch, shared values) -> result rows.
+BatchFunction = Callable[[pd.DataFrame, Mapping[str, Any]], pd.DataFrame]
 # What a table is built from: a SELECT (portable SQL), a pandas frame or an Arrow table.
 TableData = Union[str, pd.DataFrame, pa.Table]
 
@@ -78,13 +80,19 @@ class Session(ABC):
         Returns the new table's row count."""
 
     @abstractmethod
+    def replace_partitions(
+        self, name: str, data: TableData, column: str, values: Sequence[Any], params: Params = None
+    ) -> int:
+        """Replace the rows of ``name`` whose ``column`` is one of ``values`` (days) with
+        ``data``, in one step: the other days are untouched, a day of ``values`` without
+        rows in ``data`` ends up empty, and running it again with the same data gives the
+        same table (no duplicates). Columns are matched by name. Every row of ``data``
+        must have ``column`` in ``values`` (else ``ValueError`` and nothing changes).
+        Creates the table from ``data`` when missing. Returns the days' row count."""
+
     def replace_partition(self, name: str, data: TableData, column: str, value: Any, params: Params = None) -> int:
-        """Replace the rows of ``name`` whose ``column`` equals ``value`` (one day) with
-        ``data``, in one transaction: the other days are untouched, and running it again
-        with the same data gives the same table (no duplicates). Columns are matched by
-        name. Every row of ``data`` must have ``column = value`` (else ``ValueError`` and
-        nothing changes). Creates the table from ``data`` when missing. Returns the
-        partition's row count."""
+        """:meth:`replace_partitions` of one day."""
+        return self.replace_partitions(name, data, column, [value], params)
 
     # --- SQL that differs by engine: fragments asset code puts into its queries -------
     @abstractmethod
@@ -129,6 +137,29 @@ class Engine(ABC):
     def publish_snapshot(self, target: Path) -> Path:
         """Write a read-only copy of every table to ``target`` (a DuckDB file that SQL
         users query), replacing the previous copy atomically. Returns ``target``."""
+
+    def map_batches(
+        self,
+        frame: pd.DataFrame,
+        fn: BatchFunction,
+        schema: pa.Schema,
+        shared: Mapping[str, Any] | None = None,
+        batch_rows: int = 4096,
+    ) -> pd.DataFrame:
+        """``fn(batch, shared)`` over batches of ``frame``'s rows, the results concatenated
+        (columns and types of ``schema``; order of rows not guaranteed across batches).
+
+        Here, in this process, batch after batch. The Spark engine runs it on the
+        executors instead (``mapInPandas`` over partitions of the rows, ``shared``
+        broadcast once to every executor), which is how scoring leaves the driver: the
+        rows carry what differs per batch (the users' factors), ``shared`` what every
+        batch needs (the items' factors)."""
+        shared = dict(shared or {})
+        parts = [fn(frame.iloc[start : start + batch_rows], shared) for start in range(0, len(frame), batch_rows)]
+        if not parts:
+            return schema.empty_table().to_pandas()
+        out = pd.concat(parts, ignore_index=True)
+        return pa.Table.from_pandas(out, schema=schema, preserve_index=False).to_pandas()
 
     # One-call conveniences, each in a session of its own.
     def df(self, sql: str, params: Params = None) -> pd.DataFrame:

@@ -116,20 +116,24 @@ class DuckDBSession(Session):
         with self._select(data) as select_sql:
             return warehouse.replace_table(self._con, name, select_sql, list(params or []))
 
-    def replace_partition(self, name: str, data: TableData, column: str, value: Any, params: Params = None) -> int:
+    def replace_partitions(
+        self, name: str, data: TableData, column: str, values: Sequence[Any], params: Params = None
+    ) -> int:
         con = self._con
         schema, _ = split_name(name)
         stage = f"_recs_partition_{uuid.uuid4().hex}"
+        values = list(values)
+        among = f"coalesce({column} IN ({', '.join('?' * len(values))}), false)" if values else "false"
         with self._select(data) as select_sql:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(f"CREATE TEMP TABLE {stage} AS {select_sql}", list(params or []))
-                stray = con.execute(f"SELECT count(*) FROM {stage} WHERE {column} IS DISTINCT FROM ?", [value]).fetchall()
-                if stray[0][0]:
-                    raise ValueError(f"{stray[0][0]} row(s) for {name} have {column} other than {value!r}")
+                stray = con.execute(f"SELECT count(*) FROM {stage} WHERE NOT {among}", values).fetchall()[0][0]
+                if stray:
+                    raise ValueError(f"{stray} row(s) for {name} have {column} other than {_shown(values)}")
                 if warehouse.table_exists(con, name if "." in name else f"main.{name}"):
-                    con.execute(f"DELETE FROM {name} WHERE {column} = ?", [value])
+                    con.execute(f"DELETE FROM {name} WHERE {among}", values)
                     con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {stage}")
                 else:
                     con.execute(f"CREATE TABLE {name} AS SELECT * FROM {stage}")
@@ -138,7 +142,7 @@ class DuckDBSession(Session):
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return con.execute(f"SELECT count(*) FROM {name} WHERE {column} = ?", [value]).fetchall()[0][0]
+        return con.execute(f"SELECT count(*) FROM {name} WHERE {among}", values).fetchall()[0][0]
 
     def regex_matches(self, text: str, pattern: str) -> str:
         return f"coalesce(regexp_matches({text}, {pattern}), false)"
@@ -186,3 +190,8 @@ class DuckDBEngine(Engine):
             con.execute("DETACH warehouse")
         os.replace(tmp, target)
         return target
+
+
+def _shown(values: list) -> str:
+    """``values`` for an error message: one as itself, several as a list."""
+    return repr(values[0]) if len(values) == 1 else repr(values)

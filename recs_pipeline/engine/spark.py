@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -82,6 +83,10 @@ def spark_session(master: str, conf: dict[str, str], remote: str = ""):
     from pyspark.sql import SparkSession
 
     _quiet_python_side()
+    # Python workers (mapInPandas scoring) run this interpreter, with the pipeline's
+    # packages, not whatever `python3` is first on the PATH; PySpark reads only the
+    # environment. On a cluster the image sets PYSPARK_PYTHON (docs/scale.md).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     with _SESSION_LOCK:
         active = SparkSession.getActiveSession() or SparkSession._instantiatedSession
         if active is not None and not remote:
@@ -215,41 +220,45 @@ class SparkEngineSession(Session):
         frame = self._frame(data, params)
         return self._engine._write_table(self._spark, schema, table, frame)
 
-    def replace_partition(self, name: str, data: TableData, column: str, value: Any, params: Params = None) -> int:
+    def replace_partitions(
+        self, name: str, data: TableData, column: str, values: Sequence[Any], params: Params = None
+    ) -> int:
         schema, table = split_name(name)
+        values = list(values)
+        among = f"coalesce(`{column}` IN ({', '.join('?' * len(values))}), false)" if values else "false"
         frame = self._frame(data, params)
         view = f"_recs_partition_{uuid.uuid4().hex}"
         staged = frame.cache()
         staged.createOrReplaceTempView(view)
         try:
-            stray = self._spark.sql(
-                f"SELECT count(*) FROM {view} WHERE NOT ({column} <=> ?)", args=[value]
-            ).collect()[0][0]
+            stray = self._spark.sql(f"SELECT count(*) FROM {view} WHERE NOT {among}", args=values).collect()[0][0]
             if stray:
-                raise ValueError(f"{stray} row(s) for {name} have {column} other than {value!r}")
+                shown = repr(values[0]) if len(values) == 1 else repr(values)
+                raise ValueError(f"{stray} row(s) for {name} have {column} other than {shown}")
             path = self._engine.table_path(schema, table)
             if not self.table_exists(f"{schema}.{table}"):
                 self._engine._write_table(self._spark, schema, table, staged, partition_by=column)
             else:
                 existing = [c for c, _ in self.columns(f"{schema}.{table}")]
                 partitioned = column in self._engine._partition_columns(path)
-                if not partitioned:
-                    # A table written whole (not by day): rebuild it with the day swapped.
-                    others = self._spark.table(f"{schema}.{table}").where(f"NOT ({column} <=> {_literal(value)})")
+                present = {r[0] for r in self._spark.sql(f"SELECT DISTINCT `{column}` FROM {view}").collect()}
+                if not partitioned or len(present) < len(values):
+                    # A table written whole (not by day), or a day to empty (dynamic overwrite
+                    # only rewrites days that have rows): rebuild it with the days swapped.
+                    others = self._spark.table(f"{schema}.{table}").where(f"NOT {_among_literals(column, values)}")
                     self._engine._write_table(
-                        self._spark, schema, table, others.unionByName(staged.select(*existing))
+                        self._spark, schema, table, others.unionByName(staged.select(*existing)),
+                        partition_by=column if partitioned else None,
                     )
                 else:
-                    # Only this day's folder is rewritten (dynamic partition overwrite).
+                    # Only these days' folders are rewritten (dynamic partition overwrite).
                     cols = ", ".join(f"`{c}`" for c in existing)
                     self._spark.sql(f"INSERT OVERWRITE TABLE {schema}.{table} PARTITION ({column}) SELECT {cols} FROM {view}")
                     self._spark.catalog.refreshTable(f"{schema}.{table}")
         finally:
             self._spark.catalog.dropTempView(view)
             staged.unpersist()
-        return self._spark.sql(
-            f"SELECT count(*) FROM {schema}.{table} WHERE {column} <=> ?", args=[value]
-        ).collect()[0][0]
+        return self._spark.sql(f"SELECT count(*) FROM {schema}.{table} WHERE {among}", args=values).collect()[0][0]
 
     def regex_matches(self, text: str, pattern: str) -> str:
         # RLIKE finds a match anywhere (Java's Matcher.find), as DuckDB's regexp_matches.
@@ -282,6 +291,13 @@ class SparkEngineSession(Session):
             self._spark, schema, table, existing.unionByName(new), partition_by=partition[0] if partition else None
         )
         return int(added)
+
+
+def _among_literals(column: str, values: list) -> str:
+    """SQL: ``column`` is one of ``values`` (false, never NULL, for a NULL)."""
+    if not values:
+        return "false"
+    return f"coalesce(`{column}` IN ({', '.join(_literal(v) for v in values)}), false)"
 
 
 def _literal(value: Any) -> str:
@@ -412,6 +428,48 @@ class SparkEngine(Engine):
     def session(self, read_only: bool = False) -> Iterator[SparkEngineSession]:
         # Spark has no single-writer rule: ``read_only`` changes nothing here.
         yield SparkEngineSession(self, self.spark())
+
+    def map_batches(
+        self,
+        frame: pd.DataFrame,
+        fn,
+        schema: pa.Schema,
+        shared=None,
+        batch_rows: int = 4096,
+    ) -> pd.DataFrame:
+        """``fn`` on the executors: ``mapInPandas`` over partitions of ``frame``'s rows
+        (about ``batch_rows`` each), with ``shared`` broadcast once per executor (a
+        Spark Connect session has no broadcast variables: it ships ``shared`` with the
+        function instead). The results come back to the driver through Arrow."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        spark = spark_session(self.master, self.conf, self.remote)
+        if frame.empty:
+            return schema.empty_table().to_pandas()
+        shared = dict(shared or {})
+        if self.remote:
+            def values():
+                return shared
+        else:
+            handle = spark.sparkContext.broadcast(shared)
+
+            def values():
+                return handle.value
+
+        def run(batches):
+            for batch in batches:
+                yield fn(batch, values())
+
+        n_partitions = max(1, -(-len(frame) // batch_rows))
+        rows = spark.createDataFrame(_to_arrow(frame)).repartition(n_partitions)
+        # Arrow batches inside a partition stay at most batch_rows long (memory per task).
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+        try:
+            result = rows.mapInPandas(run, schema=from_arrow_schema(schema)).toArrow()
+        finally:
+            if not self.remote:
+                handle.unpersist()
+        return _naive_utc(result).cast(schema).to_pandas()
 
     def publish_snapshot(self, target: Path) -> Path:
         """A DuckDB file with every table, read straight from the Parquet folders (no

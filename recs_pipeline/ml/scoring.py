@@ -14,11 +14,12 @@ the same machinery through :func:`rank_score_batches`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 from lightfm import LightFM
 
@@ -189,6 +190,20 @@ def representations(
     return user_biases, user_embeddings, item_biases, item_embeddings
 
 
+def _plus_factors(
+    user_biases: np.ndarray, user_embeddings: np.ndarray, item_biases: np.ndarray, item_embeddings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Users' ``[u, b_u, 1]`` rows and the items' ``[v, 1, b_i]`` columns: their product
+    is ``u.v + b_u + b_i``, LightFM's score, in one matrix product."""
+    ones_u = np.ones((len(user_embeddings), 1), dtype=user_embeddings.dtype)
+    ones_i = np.ones((len(item_embeddings), 1), dtype=item_embeddings.dtype)
+    users_plus = np.hstack([user_embeddings, user_biases[:, None].astype(user_embeddings.dtype), ones_u])
+    items_plus_t = np.ascontiguousarray(
+        np.hstack([item_embeddings, ones_i, item_biases[:, None].astype(item_embeddings.dtype)]).T
+    )
+    return users_plus, items_plus_t
+
+
 def score_batches(
     user_biases: np.ndarray,
     user_embeddings: np.ndarray,
@@ -201,15 +216,45 @@ def score_batches(
 
     The biases ride in the product: ``[u, b_u, 1] . [v, 1, b_i]``, so each batch is one
     matrix product and no extra passes over its ``batch x items`` scores."""
-    ones_u = np.ones((len(user_embeddings), 1), dtype=user_embeddings.dtype)
-    ones_i = np.ones((len(item_embeddings), 1), dtype=item_embeddings.dtype)
-    users_plus = np.hstack([user_embeddings, user_biases[:, None].astype(user_embeddings.dtype), ones_u])
-    items_plus_t = np.ascontiguousarray(
-        np.hstack([item_embeddings, ones_i, item_biases[:, None].astype(item_embeddings.dtype)]).T
-    )
+    users_plus, items_plus_t = _plus_factors(user_biases, user_embeddings, item_biases, item_embeddings)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         yield batch, users_plus[batch] @ items_plus_t
+
+
+# Rows of the frame a mapped scorer (``top_n(..., map_batches=...)``) works on: the user's
+# row index and its factors as plain float columns (Arrow moves them without copies).
+_FACTOR_PREFIX = "f"
+RANKED_SCHEMA = pa.schema(
+    [("user", pa.int64()), ("rank", pa.int64()), ("item", pa.int64()), ("score", pa.float32())]
+)
+
+
+def user_factor_frame(users_plus: np.ndarray, users: np.ndarray) -> pd.DataFrame:
+    """One row per user of ``users``: ``user`` and the columns ``f0..fk`` of its factors."""
+    factors = pd.DataFrame(
+        users_plus[users].astype(np.float32, copy=False),
+        columns=[f"{_FACTOR_PREFIX}{i}" for i in range(users_plus.shape[1])],
+    )
+    return pd.concat([pd.DataFrame({"user": users.astype(np.int64)}), factors], axis=1)
+
+
+def top_n_of_factor_batch(batch: pd.DataFrame, shared) -> pd.DataFrame:
+    """Top-N rows (``RANKED_SCHEMA``) of a batch of ``user_factor_frame`` rows against
+    the items' factors in ``shared`` (``items_plus_t``, ``n``, optional ``exclude``):
+    a pure function of its inputs, so it runs the same on Spark's executors."""
+    users = batch["user"].to_numpy(dtype=np.int64)
+    factors = batch[[c for c in batch.columns if c != "user"]].to_numpy(dtype=np.float32)
+    items_plus_t = shared["items_plus_t"]
+    batches = (
+        (users[start : start + DEFAULT_BATCH_SIZE], factors[start : start + DEFAULT_BATCH_SIZE] @ items_plus_t)
+        for start in range(0, len(users), DEFAULT_BATCH_SIZE)
+    )
+    ranked = rank_score_batches(batches, shared["n"], shared.get("exclude"))
+    return pd.DataFrame(
+        {"user": ranked.user.astype(np.int64), "rank": ranked.rank.astype(np.int64),
+         "item": ranked.item.astype(np.int64), "score": ranked.score.astype(np.float32)}  # fmt: skip
+    )
 
 
 def top_n(
@@ -221,12 +266,16 @@ def top_n(
     exclude: sp.csr_matrix | None = None,
     item_mask: np.ndarray | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    map_batches: Callable | None = None,
 ) -> Ranked:
     """Top-N items for ``users`` (row indices; default all rows of the user features).
 
     ``exclude`` is a users x items matrix whose non-zeros are never
     recommended (typically the training interactions); ``item_mask`` a boolean
-    per item, False for items that must not be recommended.
+    per item, False for items that must not be recommended. ``map_batches`` (an
+    engine's :meth:`~recs_pipeline.engine.base.Engine.map_batches`) scores the users
+    there, on Spark's executors, with the items' factors broadcast; the lists are the
+    same as scoring here.
     """
     user_biases, user_embeddings, item_biases, item_embeddings = representations(model, user_features, item_features)
     if users is None:
@@ -234,7 +283,16 @@ def top_n(
     if item_mask is not None:
         # A -inf bias masks the item inside the product (cheaper than masking every batch).
         item_biases = np.where(item_mask, item_biases, -np.inf).astype(item_biases.dtype)
-    batches = score_batches(user_biases, user_embeddings, item_biases, item_embeddings, np.asarray(users), batch_size)
+    users = np.asarray(users)
+    if map_batches is not None:
+        users_plus, items_plus_t = _plus_factors(user_biases, user_embeddings, item_biases, item_embeddings)
+        shared = {"items_plus_t": items_plus_t.astype(np.float32, copy=False), "n": n, "exclude": exclude}
+        rows = map_batches(user_factor_frame(users_plus, users), top_n_of_factor_batch, RANKED_SCHEMA, shared)
+        # Executors return partitions in any order: put the users back in the order asked.
+        position = pd.Index(users).get_indexer(rows["user"].to_numpy())
+        rows = rows.assign(position=position).sort_values(["position", "rank"], kind="stable")
+        return Ranked(*(rows[c].to_numpy() for c in ("user", "rank", "item", "score")))
+    batches = score_batches(user_biases, user_embeddings, item_biases, item_embeddings, users, batch_size)
     return rank_score_batches(batches, n, exclude)
 
 

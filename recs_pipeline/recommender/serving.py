@@ -147,6 +147,7 @@ def recommend_all(
     now: pd.Timestamp,
     user_tokens: pd.DataFrame | None = None,
     ranked: pd.DataFrame | None = None,
+    map_batches=None,
 ) -> pd.DataFrame:
     """Top-``n`` rows for every user in ``users`` (user_id, country, age_band).
 
@@ -159,6 +160,9 @@ def recommend_all(
     ``ranked``: the ranking stage's lists (user_id, item_id, score, rank, generator),
     served instead of the slot blend to the users it covers; ``strategy`` is then the
     generator that proposed the item.
+
+    ``map_batches``: the engine's, to score the users where the engine computes (on
+    Spark, the executors); see :func:`recs_pipeline.ml.scoring.top_n`.
     """
     maps = data.mappings
     in_stock = items.set_index("item_id")["in_stock"].astype(bool)
@@ -181,7 +185,8 @@ def recommend_all(
         maps.user_ids, maps.item_ids
     )
     discoveries = scoring.top_n(
-        model, n, data.user_features, data.item_features, users=known_rows, exclude=bought, item_mask=item_mask
+        model, n, data.user_features, data.item_features, users=known_rows, exclude=bought, item_mask=item_mask,
+        map_batches=map_batches,
     ).to_frame(maps.user_ids, maps.item_ids)
     known = blend.blend(again, discoveries, n, repeat_share)
     if ranked is not None and len(ranked):
@@ -218,7 +223,8 @@ def recommend_all(
     n_tokens = np.diff(data.user_features.indptr) - int(maps.user_identity)
     has_features[has_features] = n_tokens[cold_rows[has_features]] > 0
     cold = scoring.top_n(
-        model, n, data.user_features, data.item_features, users=cold_rows[has_features], item_mask=item_mask
+        model, n, data.user_features, data.item_features, users=cold_rows[has_features], item_mask=item_mask,
+        map_batches=map_batches,
     ).to_frame(maps.user_ids, maps.item_ids)
     unseen = rest[cold_rows < 0]
     if user_tokens is not None and len(unseen):
