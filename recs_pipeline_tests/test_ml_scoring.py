@@ -161,3 +161,100 @@ def test_top_n_sparse_equals_sorting_every_stored_entry(n):
         mine = ranked.rank[ranked.user == users[row]]
         assert list(mine) == list(range(1, len(expected) + 1))
         assert list(ranked.item[ranked.user == users[row]]) == list(expected)
+
+
+def _reference_top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The definition: a full sort of each row by value descending, then column ascending
+    (``nan`` counted as ``-inf``)."""
+    n = min(n, scores.shape[1])
+    cleaned = np.where(np.isnan(scores), -np.inf, scores) if scores.dtype.kind == "f" else scores
+    columns = np.arange(scores.shape[1])
+    orders = [np.lexsort((columns, -row.astype(np.float64)))[:n] for row in cleaned]
+    items = np.array(orders, dtype=np.int64).reshape(len(scores), n)
+    return items, np.take_along_axis(cleaned, items, axis=1)
+
+
+def _awkward_rows(rng: np.random.Generator, n_rows: int, n_cols: int, n: int, dtype) -> np.ndarray:
+    """Random rows with every case the selection treats apart."""
+    scores = rng.standard_normal((n_rows, n_cols)).astype(dtype)
+    cases = [
+        lambda row: row.fill(-np.inf),  # everything excluded
+        lambda row: row.__setitem__(slice(None, -3), -np.inf),  # fewer than n left
+        lambda row: row.__setitem__(rng.random(n_cols) < 0.999, -np.inf),  # a few left, spread out
+        lambda row: row.__setitem__(slice(None, None, 5), -np.inf),
+        lambda row: row.__setitem__(slice(-n_cols // 7, None), row[-n_cols // 7 :] + 5),  # best at the end
+        lambda row: row.__setitem__(slice(None), np.round(row, 1)),  # ties everywhere
+        lambda row: row.__setitem__(slice(None), rng.integers(0, 3, n_cols)),  # mostly equal values
+        lambda row: row.__setitem__(slice(None), 0.0),  # all equal
+        lambda row: row.__setitem__(slice(None), np.where(rng.random(n_cols) < 0.001, 1.0, 0.0)),  # popularity-like
+        lambda row: row.__setitem__(slice(None), np.where(np.arange(n_cols) % 3, 0.0, -0.0)),  # signed zeros
+        lambda row: row.__setitem__(rng.random(n_cols) < 0.3, np.nan),
+        lambda row: row.__setitem__(slice(None), np.nan),
+        lambda row: row.__setitem__(rng.integers(0, n_cols, 2 * n + 3), np.inf),
+        lambda row: row.__setitem__(slice(None), np.where(np.isin(np.arange(n_cols), rng.integers(0, n_cols, n)), 9, 7.25)),
+    ]
+    for case, row in zip(cases, scores):
+        case(row)
+    if 0 < n and n_cols // 8 >= 16 * n:
+        # Entries above the cut-off crowded into a few of the selection's groups of columns
+        # (columns k, k + 8n, k + 16n, ... of the level-1 maxima), the rest tied or excluded.
+        from recs_pipeline.ml.scoring import _GROUP_COLUMNS, _GROUPS_PER_ITEM
+
+        level1, level2 = n_cols // _GROUP_COLUMNS, _GROUPS_PER_ITEM * n
+        few_groups = (np.arange(n_cols) % level1) % level2 < 3
+        scores[-1] = np.where(few_groups, rng.random(n_cols) + 1, 0.0)
+        scores[-2] = np.where(few_groups, rng.random(n_cols) + 1, -np.inf)
+        scores[-3] = np.where(few_groups, np.round(rng.random(n_cols), 1) + 1, -np.inf)
+        # Whole groups tied at the cut-off: few groups opened, but many candidates in them.
+        scores[-4] = np.where(np.arange(n_cols) % level1 < 3 * n, 1.0, 0.0)
+    return scores
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "n_rows, n_cols, n",
+    [
+        (40, 1, 1), (40, 7, 3), (40, 7, 7), (40, 7, 12), (40, 300, 10), (40, 4096, 50),  # narrow
+        (150, 20_000, 1), (150, 20_000, 10), (40, 20_011, 50), (40, 50_000, 50), (40, 12_801, 50),  # wide
+        (40, 50_000, 200), (40, 50_000, 0), (0, 50_000, 50),
+    ],
+)
+def test_top_n_rows_equals_a_full_stable_sort(n_rows, n_cols, n, dtype):
+    from recs_pipeline.ml.scoring import top_n_rows
+
+    rng = np.random.default_rng(n_cols + n)
+    scores = _awkward_rows(rng, n_rows, n_cols, n, dtype) if n_rows >= 20 else np.zeros((n_rows, n_cols), dtype)
+    original = scores.copy()
+    items, values = top_n_rows(scores, n)
+    expected_items, expected_values = _reference_top_n_rows(original, n)
+    assert items.shape == values.shape == (n_rows, min(n, n_cols))
+    assert items.dtype == np.int64 and values.dtype == dtype
+    np.testing.assert_array_equal(items, expected_items)
+    np.testing.assert_array_equal(values, expected_values)
+    # The same float values (bit for bit, signed zeros included) as the entries named.
+    cleaned = np.where(np.isnan(original), -np.inf, original)
+    assert np.array_equal(np.signbit(values), np.signbit(np.take_along_axis(cleaned, items, axis=1)))
+    np.testing.assert_array_equal(np.isnan(scores), np.isnan(original))
+    np.testing.assert_array_equal(scores[~np.isnan(scores)], original[~np.isnan(original)])  # not modified
+
+
+def test_top_n_rows_of_a_non_contiguous_view_equals_a_full_stable_sort():
+    from recs_pipeline.ml.scoring import top_n_rows
+
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.standard_normal((90, 30_000)), 2).astype(np.float32)[::3, 5:]
+    items, values = top_n_rows(scores, 20)
+    expected_items, expected_values = _reference_top_n_rows(scores, 20)
+    np.testing.assert_array_equal(items, expected_items)
+    np.testing.assert_array_equal(values, expected_values)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_top_n_rows_of_integers_equals_a_full_stable_sort(dtype):
+    from recs_pipeline.ml.scoring import top_n_rows
+
+    scores = np.random.default_rng(6).integers(0, 4, (30, 9000)).astype(dtype)
+    items, values = top_n_rows(scores, 25)
+    expected_items, expected_values = _reference_top_n_rows(scores, 25)
+    np.testing.assert_array_equal(items, expected_items)
+    np.testing.assert_array_equal(values, expected_values)

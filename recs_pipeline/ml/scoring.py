@@ -5,7 +5,8 @@ whole catalogue for every user we take the learned representations once
 (``get_user_representations`` / ``get_item_representations`` fold the feature
 matrices into one embedding and one bias per entity) and score a batch of
 users with one matrix product. Memory is bounded by ``batch_size x n_items``.
-Only the N best of each row are sorted (``argpartition`` first).
+Only the N best of each row are sorted, after an exact bound from group maxima has
+left a few dozen candidates per row (:func:`top_n_rows`).
 
 Every ranking function returns :class:`Ranked`: four aligned flat arrays
 ``(user, rank, item, score)``, ranks starting at 1, best first. Baselines use
@@ -46,9 +47,20 @@ class Ranked(NamedTuple):
         )
 
 
-# Rows wider than this use the threshold pre-filter below; narrower ones a plain argpartition.
-_PREFILTER_MIN_COLUMNS = 4096
-_PREFILTER_SAMPLE_COLUMNS = 2048
+# Wide rows are ranked through a group-maximum bound (see ``top_n_rows``). Its parameters:
+# columns per level-1 group, level-2 groups per requested item, rows per block (a block's
+# scores stay in cache between its passes: 64 x 50k float32 = 12.8 MB).
+_GROUP_COLUMNS = 8
+_GROUPS_PER_ITEM = 8
+_BLOCK_ROWS = 64
+# Rows opening more groups or keeping more candidates than these (many ties at the bound,
+# or most items excluded) are ranked by ``_top_n_above`` instead.
+_MAX_OPEN_GROUPS_PER_ITEM = 4
+_MAX_CANDIDATES_PER_ITEM = 8
+# Entries per chunk of rows in the exact fallbacks (bounds their temporaries).
+_CHUNK_ENTRIES = 1 << 20
+# Columns searched first for the lowest-column entries tied with the n-th largest value.
+_TIE_WINDOW = 1024
 
 
 def _sorted_rows(candidates: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,64 +70,212 @@ def _sorted_rows(candidates: np.ndarray, values: np.ndarray) -> tuple[np.ndarray
 
 
 def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of the ``n`` largest entries of each row, sorted descending
-    (ties broken by the lower column index, so the result is deterministic).
+    """Column indices and values of the ``n`` largest entries of each row, sorted descending,
+    ties broken by the lower column index (the result is that of a full stable sort).
 
-    Entries equal to ``-inf`` (excluded items) may appear at the end of a row
-    when fewer than ``n`` candidates are left; callers drop them.
+    When fewer than ``n`` other entries are left, a row ends with its lowest-column
+    ``-inf`` entries (excluded items; ``nan`` counts as ``-inf``); callers drop them.
 
-    Wide rows are pre-filtered, exactly: the ``n``-th largest value of a fixed
-    sample of columns is a lower bound of the row's ``n``-th largest value, so
-    only entries at or above it can be in the top ``n``. One comparison pass
-    over the batch replaces a full ``argpartition`` (which costs ~30 ns per
-    entry and dominated scoring), and only the few hundred survivors per row
-    are sorted.
+    Wide rows are ranked exactly through a lower bound of each row's ``n``-th largest
+    value: split the columns into disjoint groups and take each group's maximum; the
+    ``n``-th largest of those maxima is such a bound, because each of those ``n`` groups
+    holds an entry at least that large. Two levels of groups keep every step cheap:
+    level-1 groups of 8 columns (one reduction pass, the only pass over all the scores)
+    and ``8 n`` level-2 groups of level-1 groups (a pass over an eighth of them) give the
+    bound; only the level-1 groups whose maximum reaches it are opened, about ``1.1 n``
+    entries per row survive, and only those are sorted. Groups are strided (group ``k``
+    holds columns ``k, k + groups, ...``), so each reduction is an elementwise maximum
+    of contiguous slices, and rows go in blocks that stay in cache.
     """
     n_rows, n_cols = scores.shape
     n = min(n, n_cols)
     if n_rows == 0 or n == 0:
         return np.zeros((n_rows, n), dtype=np.int64), np.zeros((n_rows, n), dtype=scores.dtype)
-    if n_cols < _PREFILTER_MIN_COLUMNS or n * 8 > _PREFILTER_SAMPLE_COLUMNS:
+    level2 = _GROUPS_PER_ITEM * n
+    if n_cols // _GROUP_COLUMNS < 2 * level2 or not np.issubdtype(scores.dtype, np.floating):
         return _top_n_plain(scores, n)
+    items = np.empty((n_rows, n), dtype=np.int64)
+    values = np.empty((n_rows, n), dtype=scores.dtype)
+    for start in range(0, n_rows, _BLOCK_ROWS):
+        block = np.ascontiguousarray(scores[start : start + _BLOCK_ROWS])
+        items[start : start + len(block)], values[start : start + len(block)] = _top_n_block(block, n, level2)
+    return items, values
 
-    # A fixed, evenly spread sample of columns (deterministic; exactness does not depend on it).
-    sample = np.linspace(0, n_cols - 1, _PREFILTER_SAMPLE_COLUMNS).astype(np.int64)
-    threshold = -np.partition(-scores[:, sample], n - 1, axis=1)[:, n - 1]
-    keep = scores >= threshold[:, None]
-    flat = np.flatnonzero(keep)  # row-major: grouped by row, columns ascending
-    rows, cols = np.divmod(flat, n_cols)
+
+def _group_max(matrix: np.ndarray, groups: int) -> np.ndarray:
+    """Per row, the maximum of each of ``groups`` strided groups of columns: group ``k`` is
+    columns ``k, k + groups, k + 2 groups, ...`` (``nan`` ignored unless a whole group is)."""
+    n_rows, n_cols = matrix.shape
+    size = n_cols // groups
+    maxima = np.fmax.reduce(matrix[:, : size * groups].reshape(n_rows, size, groups), axis=1)
+    rest = n_cols - size * groups  # the last columns: one more member for the first groups
+    if rest:
+        np.fmax(maxima[:, :rest], matrix[:, size * groups :], out=maxima[:, :rest])
+    return maxima
+
+
+def _open_groups(
+    block: np.ndarray, rows: np.ndarray, firsts: np.ndarray, n_groups: int, bound: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and values of the entries ``>= bound[row]`` of the groups of a
+    C-contiguous ``block`` (grouped as by ``_group_max`` with ``n_groups``) whose first
+    entries are at the flat positions ``firsts`` (in rows ``rows``), in that order."""
+    n_cols = block.shape[1]
+    size, rest = divmod(n_cols, n_groups)
+    flat = firsts[:, None] + np.arange(size + (rest > 0)) * n_groups
+    if rest:  # only the first ``rest`` groups of a row have the last member
+        short = (firsts - rows * n_cols) >= rest
+        flat[short, -1] = firsts[short]
+    entries = block.reshape(-1)[flat]
+    keep = entries >= bound[rows][:, None]
+    if rest:
+        keep[short, -1] = False
+    picked = np.flatnonzero(keep)
+    rows = rows[picked // flat.shape[1]]
+    return rows, flat.reshape(-1)[picked] - rows * n_cols, entries.reshape(-1)[picked]
+
+
+def _top_n_block(block: np.ndarray, n: int, level2: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n_rows`` of a C-contiguous block of rows, by the two-level group bound."""
+    n_rows, n_cols = block.shape
+    level1 = n_cols // _GROUP_COLUMNS
+    maxima1 = _group_max(block, level1)
+    maxima2 = _group_max(maxima1, level2)
+    all_nan = np.isnan(maxima2)
+    if all_nan.any():
+        maxima2[all_nan] = -np.inf
+    # The n-th largest group maximum (selecting from the top: np.partition is slow to
+    # select near the end of rows with many equal values).
+    bound = -np.partition(-maxima2, n - 1, axis=1)[:, n - 1]
+    opened = np.flatnonzero(maxima1 >= bound[:, None])  # row * level1 + group
+    rows = opened // level1
     counts = np.bincount(rows, minlength=n_rows)
-    # Rows whose threshold is -inf (most items excluded) keep almost everything: those go
-    # through the plain path, so that the survivors of the others fit a narrow matrix.
-    dense = counts <= 8 * n * n_cols // _PREFILTER_SAMPLE_COLUMNS
-    out_items = np.zeros((n_rows, n), dtype=np.int64)
-    out_values = np.full((n_rows, n), -np.inf, dtype=scores.dtype)
-    if not dense.all():
-        wide = np.flatnonzero(~dense)
-        out_items[wide], out_values[wide] = _top_n_plain(scores[wide], n)
-        light = dense[rows]
-        rows, cols = rows[light], cols[light]
-        counts[wide] = 0
+    # A -inf bound: fewer than n groups hold a finite entry (most items excluded).
+    fallback = (bound == -np.inf) | (counts > _MAX_OPEN_GROUPS_PER_ITEM * n)
+    if fallback.any():
+        kept = ~fallback[rows]
+        rows, opened = rows[kept], opened[kept]
+    firsts = opened + rows * (n_cols - level1)  # flat position of each group's first column
+    rows, columns, values = _open_groups(block, rows, firsts, level1, bound)
+    counts = np.bincount(rows, minlength=n_rows)
+    crowded = counts > _MAX_CANDIDATES_PER_ITEM * n
+    if crowded.any():
+        fallback |= crowded
+        kept = ~crowded[rows]
+        rows, columns, values = rows[kept], columns[kept], values[kept]
+        counts[crowded] = 0
+    # At least n candidates per row (each of the n groups reaching the bound holds one).
+    items, best = _best_candidates(block, rows, columns, values, counts, n)
+    if fallback.any():
+        where = np.flatnonzero(fallback)
+        items[where], best[where] = _top_n_above(block[where], bound[where], n)
+    return items, best
+
+
+def _best_candidates(
+    block: np.ndarray, rows: np.ndarray, columns: np.ndarray, values: np.ndarray, counts: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best of each row's candidates (``rows`` grouped, ``counts`` per row, at
+    least ``n`` in a row unless it has none, then its result is meaningless), sorted in
+    a matrix padded to the widest row.
+
+    float32 candidates sort as one uint64 key each: the value's bits, ordered so that
+    larger values come first, above the column (about 5x faster than ``np.lexsort``)."""
+    n_rows, n_cols = block.shape
     position = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     width = max(int(counts.max()), n)
-    survivors = np.full((n_rows, width), -np.inf, dtype=scores.dtype)
-    survivor_cols = np.zeros((n_rows, width), dtype=np.int64)
-    survivors[rows, position] = scores[rows, cols]
-    survivor_cols[rows, position] = cols
-    narrow = np.flatnonzero(dense)
-    best, best_values = _top_n_plain(survivors[narrow], n)
-    out_items[narrow] = np.take_along_axis(survivor_cols[narrow], best, axis=1)
-    out_values[narrow] = best_values
-    return out_items, out_values
+    if block.dtype != np.float32 or n_cols >= 1 << 32:
+        padded_values = np.full((n_rows, width), -np.inf, dtype=block.dtype)
+        padded_columns = np.full((n_rows, width), n_cols, dtype=np.int64)
+        padded_values[rows, position] = values
+        padded_columns[rows, position] = columns
+        items, best = _sorted_rows(padded_columns, padded_values)
+        return items[:, :n], best[:, :n]
+    bits = (values + np.float32(0)).view(np.uint32)  # + 0: -0.0 as 0.0, they tie
+    descending = np.where(bits >> 31 == 1, bits, ~bits & np.uint32(0x7FFFFFFF))
+    keys = np.full((n_rows, width), np.iinfo(np.uint64).max, dtype=np.uint64)
+    keys[rows, position] = (descending.astype(np.uint64) << np.uint64(32)) | columns.astype(np.uint64)
+    keys.sort(axis=1)
+    items = (keys[:, :n] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    items[counts == 0] = 0  # rows without candidates (ranked apart): padding only
+    return items, np.take_along_axis(block, items, axis=1)
 
 
 def _top_n_plain(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``top_n_rows`` by ``argpartition`` of every entry (for narrow rows)."""
-    if n < scores.shape[1]:
-        candidates = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    else:
-        candidates = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    return _sorted_rows(candidates, np.take_along_axis(scores, candidates, axis=1))
+    """``top_n_rows`` through a full ``np.partition`` of each row (narrow rows)."""
+    n_rows, n_cols = scores.shape
+    if n >= n_cols:
+        columns = np.broadcast_to(np.arange(n_cols), scores.shape)
+        return _sorted_rows(columns, _without_nan(scores))
+    return _top_n_above(scores, None, n)
+
+
+def _top_n_above(scores: np.ndarray, bound: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n_rows`` (``n < n_cols``) given a lower bound of each row's ``n``-th largest
+    value (``None``: none known), exactly, in chunks of rows.
+
+    When fewer than ``n`` entries exceed the bound, the bound is the ``n``-th largest
+    value: the top ``n`` are those entries and the lowest-column entries equal to it
+    (cheap even when most entries are equal, e.g. popularity scores). Otherwise the
+    ``n``-th largest value comes from ``np.partition`` and the same selection follows.
+    """
+    n_rows, n_cols = scores.shape
+    items = np.empty((n_rows, n), dtype=np.int64)
+    values = np.empty((n_rows, n), dtype=scores.dtype)
+    chunk = max(1, _CHUNK_ENTRIES // n_cols)
+    for start in range(0, n_rows, chunk):
+        part = _without_nan(scores[start : start + chunk])
+        nth = _nth_largest(part, n) if bound is None else bound[start : start + chunk].copy()
+        above = part > nth[:, None]
+        counts = np.bincount(np.flatnonzero(above) // n_cols, minlength=len(part))
+        loose = np.flatnonzero(counts >= n)
+        if len(loose):
+            nth[loose] = _nth_largest(part[loose], n)
+            above[loose] = part[loose] > nth[loose, None]
+            counts[loose] = np.count_nonzero(above[loose], axis=1)
+        above.reshape(-1)[_first_ties(part, nth, n - counts)] = True
+        columns = (np.flatnonzero(above) % n_cols).reshape(len(part), n)  # n per row, ascending
+        items[start : start + len(part)], values[start : start + len(part)] = _sorted_rows(
+            columns, np.take_along_axis(part, columns, axis=1)
+        )
+    return items, values
+
+
+def _first_ties(part: np.ndarray, nth: np.ndarray, needed: np.ndarray) -> np.ndarray:
+    """Flat indices into ``part`` of the ``needed[row]`` lowest-column entries of each row
+    equal to ``nth[row]``; a first window of columns usually holds enough of them."""
+    n_rows, n_cols = part.shape
+    width = min(n_cols, _TIE_WINDOW)
+    flat = np.flatnonzero(part[:, :width] == nth[:, None])
+    rows = flat // width
+    flat += rows * (n_cols - width)
+    short = np.flatnonzero(np.bincount(rows, minlength=n_rows) < needed)
+    if len(short) and width < n_cols:
+        window_rows = np.isin(rows, short, invert=True)
+        more = np.flatnonzero(part[short] == nth[short, None])
+        more_rows = short[more // n_cols]
+        rows = np.concatenate([rows[window_rows], more_rows])
+        flat = np.concatenate([flat[window_rows], more_rows * n_cols + more % n_cols])
+        order = np.argsort(rows, kind="stable")
+        rows, flat = rows[order], flat[order]
+    counts = np.bincount(rows, minlength=n_rows)
+    rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return flat[rank < needed[rows]]
+
+
+def _nth_largest(scores: np.ndarray, n: int) -> np.ndarray:
+    """Each row's ``n``-th largest value (``nan``-free rows)."""
+    if np.issubdtype(scores.dtype, np.floating):
+        # From the top: np.partition is slow to select near the end of rows with many equal values.
+        return -np.partition(-scores, n - 1, axis=1)[:, n - 1]
+    return np.partition(scores, scores.shape[1] - n, axis=1)[:, scores.shape[1] - n]
+
+
+def _without_nan(scores: np.ndarray) -> np.ndarray:
+    """``scores`` with ``nan`` entries as ``-inf`` (a copy only when there are any)."""
+    if np.issubdtype(scores.dtype, np.floating) and np.isnan(scores).any():
+        return np.where(np.isnan(scores), -np.inf, scores).astype(scores.dtype, copy=False)
+    return scores
 
 
 def rank_score_batches(
@@ -132,12 +292,13 @@ def rank_score_batches(
     False (e.g. out of stock) are never recommended.
     """
     parts: list[tuple[np.ndarray, ...]] = []
+    blocked = None if item_mask is None else ~item_mask
     for users, scores in batches:
         if exclude is not None:
             rows, cols = exclude[users].nonzero()
             scores[rows, cols] = -np.inf
-        if item_mask is not None:
-            scores[:, ~item_mask] = -np.inf
+        if blocked is not None:
+            scores[:, blocked] = -np.inf
         items, values = top_n_rows(scores, n)
         ranks = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
         keep = np.isfinite(values)
@@ -154,9 +315,9 @@ def top_n_sparse(scores: sp.csr_matrix, users: np.ndarray, n: int) -> Ranked:
     """Top-N of each row of a sparse score matrix whose row ``i`` belongs to ``users[i]``.
 
     Only stored entries are candidates; ties go to the lower column, as in
-    :func:`top_n_rows`. Rows with many entries are pre-filtered exactly like
-    :func:`top_n_rows` does: the N-th best of an evenly spread sample of the row's
-    entries bounds the row's N-th best, so only entries at or above it are sorted.
+    :func:`top_n_rows`. Rows with many entries are pre-filtered exactly: the N-th best
+    of an evenly spread sample of the row's entries bounds the row's N-th best, so only
+    entries at or above it are sorted.
     """
     scores = sp.csr_matrix(scores)
     n_rows = scores.shape[0]
