@@ -7,6 +7,7 @@
     recs run --start 2026-10-01 --end 2026-10-07
     recs sql "SELECT * FROM features.interactions LIMIT 5"
     recs recommend U000042
+    recs export campaign --date 2026-11-07 --format csv   # the day's messages for the shop's sender
     recs tune [--trials 4]   # Optuna over LightFM, TIFU-KNN and the ranker -> data/models/tuned.json
     recs report              # also writes data/reports/latest.html with charts
     recs bench [quality]     # benchmarks (from a source checkout)
@@ -533,6 +534,77 @@ def cmd_recommend(settings: Settings, args: argparse.Namespace) -> None:
         raise CliError(f"no recommendations for user {args.user_id!r}, and no fallback list", "run `recs run` first")
 
 
+EXPORT_COLUMNS = ("user_id", "channel", "subject", "preheader", "item_ids", "titles", "prices", "send_at",
+                  "campaign", "variant", "send_id")
+
+
+def campaign_messages(con, day: date) -> list[dict]:
+    """The messages of ``marketing.campaign_sends`` for ``day``, one dict per message with
+    :data:`EXPORT_COLUMNS` (lists of item ids, titles and prices; no images)."""
+    import json
+
+    cur = con.execute(
+        "SELECT user_id, channel, headline, preheader, items, send_at, campaign, variant, send_id "
+        "FROM marketing.campaign_sends WHERE send_date = ? ORDER BY send_at, send_id",
+        [day],
+    )
+    messages = []
+    for user_id, channel, headline, preheader, items, send_at, campaign, variant, send_id in cur.fetchall():
+        listed = json.loads(items)
+        messages.append({
+            "user_id": user_id, "channel": channel, "subject": headline, "preheader": preheader,
+            "item_ids": [i["item_id"] for i in listed], "titles": [i["title"] for i in listed],
+            "prices": [i["price"] for i in listed], "send_at": send_at.isoformat(sep=" "),
+            "campaign": campaign, "variant": variant, "send_id": send_id,
+        })
+    return messages
+
+
+def write_messages(messages: list[dict], fmt: str, path: Path) -> None:
+    """``messages`` as CSV (lists joined with " | ") or JSON lines (lists as arrays),
+    written to a temporary file and renamed: a reader never sees half a file."""
+    import csv
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        if fmt == "jsonl":
+            for message in messages:
+                fh.write(json.dumps(message, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.DictWriter(fh, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+            writer.writeheader()
+            for message in messages:
+                writer.writerow({k: " | ".join("" if v is None else str(v) for v in message[k])
+                                 if isinstance(message[k], list) else message[k] for k in EXPORT_COLUMNS})
+    tmp.replace(path)
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> None:
+    from recs_pipeline.warehouse import connection, table_exists
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        raise CliError(f"--date {args.date!r} is not a date", "give the send day as YYYY-MM-DD") from None
+    with connection(readable_warehouse(settings, args.live), read_only=True, lock_timeout_s=30, shared=True) as con:
+        if not table_exists(con, "marketing.campaign_sends"):
+            raise CliError("there are no campaign sends yet (no table marketing.campaign_sends)",
+                           "run `recs run` first: marketing/campaign_sends writes the day's sends")  # fmt: skip
+        messages = campaign_messages(con, day)
+        if not messages:
+            days = [str(r[0]) for r in con.execute(
+                "SELECT DISTINCT send_date FROM marketing.campaign_sends ORDER BY 1 DESC LIMIT 5").fetchall()]  # fmt: skip
+            raise CliError(
+                f"no campaign sends on {day}",
+                f"days with sends: {', '.join(days)}" if days else "the send log is empty: run `recs run` first",
+            )
+    path = Path(args.output) if args.output else settings.data_dir / "exports" / f"campaign-{day}.{args.format}"
+    write_messages(messages, args.format, path)
+    print(f"wrote {len(messages)} message(s) for {day} to {path}", file=sys.stderr)
+
+
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> None:
     from recs_pipeline.defs.publish import snapshot_path
     from recs_pipeline.privacy import ErasureRequest, Pseudonymizer, erase_users, erase_users_on, warn_if_demo_key
@@ -623,6 +695,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--country", help="for a shopper never seen before: the list of this country")
     rec.add_argument("--live", action="store_true", help="read the live warehouse, not the published snapshot")
     rec.set_defaults(func=cmd_recommend)
+
+    export = sub.add_parser("export", help="write the day's campaign messages for the shop's sender (CSV or JSON lines)")
+    export.add_argument("what", choices=("campaign",))
+    export.add_argument("--date", required=True, help="the send day, YYYY-MM-DD (marketing.campaign_sends.send_date)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--output", help="file to write (default: $RECS_DATA_DIR/exports/campaign-<date>.<format>)")
+    export.add_argument("--live", action="store_true", help="read the live warehouse, not the published snapshot")
+    export.set_defaults(func=cmd_export)
 
     erase = sub.add_parser("erase", help="erase users from the warehouse, landing files, snapshot and models")
     erase.add_argument("user_ids", nargs="*", help="the shop's user ids, e.g. U000123")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from recs_pipeline.defs.campaigns import build_campaign_assets, build_campaign_checks
 from recs_pipeline.defs.feedback import build_feedback_assets
 from recs_pipeline.defs.ingest import build_ingest_assets
 from recs_pipeline.defs.marketing import campaign_content_is_sendable
@@ -38,6 +39,7 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
         *build_tuning_assets(settings),
         *build_serving_assets(settings),
         *build_feedback_assets(settings),
+        *build_campaign_assets(settings),
         warehouse_snapshot,
         erasure_log,
     ]
@@ -56,7 +58,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         schedules.append(simulate_schedule)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*build_quality_checks(settings), campaign_content_is_sendable],
+        asset_checks=[*build_quality_checks(settings), campaign_content_is_sendable, *build_campaign_checks(settings)],
         jobs=[*jobs.values(), *extra_jobs],
         schedules=schedules,
         sensors=[build_sensor(jobs["nightly_job"])],

@@ -267,6 +267,62 @@ def _retention_days(value: Any) -> int | None:
     return days
 
 
+# Channels a campaign can go out on, with the items a message of each carries.
+CAMPAIGN_CHANNELS = {"email": 3, "push": 1}
+CAMPAIGN_KEYS = ("n_themes", "frequency_cap", "cap_days", "recently_bought_days", "explore_share", "seed", "channels")
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """Campaigns a marketer can send (``[campaigns]`` in the TOML file, or
+    ``RECS_CAMPAIGNS_<KEY>``, e.g. ``RECS_CAMPAIGNS_FREQUENCY_CAP=2``): the catalogue
+    themes, the send rules and the bandit over the copy variants
+    (recs_pipeline/defs/campaigns.py)."""
+
+    n_themes: int = 12  # k-means themes of the catalogue (capped by the items with text)
+    frequency_cap: int = 3  # messages per user and channel in any cap_days-day window
+    cap_days: int = 7
+    # Items bought this recently are never promoted; also the dbt var of the same name
+    # (marketing.personalized_content), so both leave out the same purchases.
+    recently_bought_days: int = 7
+    explore_share: float = 0.1  # users who get a uniformly random copy variant
+    seed: int = 42  # with the send day, seeds the variant draws: reruns are identical
+    channels: tuple[str, ...] = ("email",)  # of CAMPAIGN_CHANNELS
+
+
+def campaign_settings(section: dict[str, Any], env: dict[str, str]) -> CampaignSettings:
+    """``[campaigns]`` of the TOML file, each key overridden by ``RECS_CAMPAIGNS_<KEY>``
+    (channels: comma-separated in the variable, a list or a string in TOML)."""
+    unknown = set(section) - set(CAMPAIGN_KEYS)
+    if unknown:
+        raise ValueError(f"[campaigns] has unknown key(s) {', '.join(sorted(unknown))}")
+    values = {**CampaignSettings().__dict__, **section}
+    for name in CAMPAIGN_KEYS:
+        if env.get(f"RECS_CAMPAIGNS_{name.upper()}"):
+            values[name] = env[f"RECS_CAMPAIGNS_{name.upper()}"]
+    channels = values["channels"]
+    if isinstance(channels, str):
+        channels = channels.split(",")
+    channels = tuple(dict.fromkeys(str(c).strip().lower() for c in channels if str(c).strip()))
+    cfg = CampaignSettings(
+        n_themes=int(values["n_themes"]),
+        frequency_cap=int(values["frequency_cap"]),
+        cap_days=int(values["cap_days"]),
+        recently_bought_days=int(values["recently_bought_days"]),
+        explore_share=float(values["explore_share"]),
+        seed=int(values["seed"]),
+        channels=channels,
+    )
+    if cfg.n_themes < 1 or cfg.frequency_cap < 1 or cfg.cap_days < 1 or cfg.recently_bought_days < 0:
+        raise ValueError("[campaigns] n_themes, frequency_cap and cap_days must be >= 1, recently_bought_days >= 0")
+    if not 0.0 <= cfg.explore_share <= 1.0:
+        raise ValueError(f"[campaigns] explore_share must be in [0, 1]: {cfg.explore_share!r}")
+    bad = [c for c in cfg.channels if c not in CAMPAIGN_CHANNELS]
+    if bad or not cfg.channels:
+        raise ValueError(f"[campaigns] channels must be some of {', '.join(CAMPAIGN_CHANNELS)}: {channels!r}")
+    return cfg
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -308,6 +364,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=lambda: PrivacySettings())
     sql: SqlSettings = field(default_factory=lambda: SqlSettings())  # recs sql limits (below)
     engine: EngineSettings = field(default_factory=lambda: EngineSettings())
+    campaigns: CampaignSettings = field(default_factory=lambda: CampaignSettings())
 
     @property
     def erasure_requests_path(self) -> Path:
@@ -343,6 +400,7 @@ class Settings:
             "max_event_age_days": self.max_event_age_days,
             "timestamp_formats": list(self.source.timestamp_format),
             "top_n": self.model.top_n,
+            "recently_bought_days": self.campaigns.recently_bought_days,
         }
 
 
@@ -452,6 +510,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     )
     settings = replace(settings, sql=sql_settings(toml.get("sql", {}), env))
     settings = replace(settings, engine=engine_settings(toml.get("engine", {}), env, data_dir, base))
+    settings = replace(settings, campaigns=campaign_settings(toml.get("campaigns", {}), env))
     return apply_tuned(settings, toml, env)
 
 

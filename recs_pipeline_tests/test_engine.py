@@ -23,7 +23,7 @@ from .conftest import settings_for
 
 PACKAGE = Path(__file__).resolve().parent.parent / "recs_pipeline"
 # Asset modules moved onto the engine interface: no DuckDB, no raw connections.
-MIGRATED = ["text", "ranking", "tuning", "serving", "ml", "metadata", "publish", "marketing", "quality", "feedback"]
+MIGRATED = ["text", "ranking", "tuning", "serving", "ml", "metadata", "publish", "marketing", "quality", "feedback", "campaigns"]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from recs_pipeline.resources import EngineResource
 LEAF_ASSETS = [
     dg.AssetKey(["feedback", "experiment_results"]),
     dg.AssetKey(["marketing", "personalized_content"]),
+    dg.AssetKey(["marketing", "campaign_sends"]),
     dg.AssetKey(["serving", "similar_items"]),
 ]
 
