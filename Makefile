@@ -32,8 +32,10 @@ run: install $(if $(filter spark,$(RECS_ENGINE)),install-spark) $(DAGSTER_HOME)/
 dev: install $(DAGSTER_HOME)/dagster.yaml ## the Dagster UI on http://127.0.0.1:3000
 	$(VENV)/bin/dagster dev -m recs_pipeline.definitions -h 127.0.0.1 -p 3000
 
+# Test files run side by side on every core (a file's tests stay together, so its
+# module fixtures are built once); the marked suites below run one test at a time.
 test: install ## the test suite (real DuckDB, dbt and Dagster on small generated data)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # Debian's Chromium and its chromedriver (Selenium is told where they are, so it never downloads one).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -45,7 +47,7 @@ test-ui: install ## the Dagster UI driven in headless Chromium: every asset grou
 	fi
 	$(PY) -m pytest -q -m ui
 
-test-reliability: install ## slower suites: bad-input matrix, backfill twice, two runs at once (checksums of every table)
+test-reliability: install ## slower suites: bad-input matrix, backfill twice, two runs at once, SIGKILL mid-run, fuzzed day files (checksums of every table)
 	$(PY) -m pytest -q -m reliability
 
 # Java 17+ (Debian's headless JRE) and the spark extra (PySpark, dbt-spark), when missing.

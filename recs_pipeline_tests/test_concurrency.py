@@ -13,7 +13,7 @@ from recs_pipeline.sources.adapters import build_source
 
 from .conftest import settings_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]  # waits on a locked warehouse: make test-reliability
 
 
 def hold_write_lock(path: str, seconds: float, ready) -> None:

@@ -19,7 +19,7 @@ from recs_pipeline.warehouse import connection
 from .conftest import settings_for
 from .test_pipeline import run_all_days
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]  # a minute and more per case: make test-reliability
 
 
 def whole_tables_hold(settings) -> None:

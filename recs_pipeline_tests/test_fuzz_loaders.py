@@ -51,7 +51,10 @@ HEADER = ["user_id", "item_id", "event_type", "event_ts", "quantity", "price", "
 DAY = date(2026, 9, 1)
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 
-pytestmark = pytest.mark.slow  # ~25 s for test 1, ~50-90 s for test 2
+pytestmark = pytest.mark.slow
+# The two fuzzing runs (~25 s and ~40-90 s) are in `make test-reliability`; the corpus
+# of known cases stays in `make test`.
+FUZZ_RUN = pytest.mark.reliability
 
 RANDOM = os.environ.get("RECS_FUZZ_RANDOM") == "1"
 EXAMPLES = int(os.environ.get("RECS_FUZZ_EXAMPLES", "250"))
@@ -483,6 +486,7 @@ def check_day_file(data: bytes, pseudonymise: bool = False, tolerate: bool = Fal
 # --- 1. The loader property -----------------------------------------------------------------
 
 
+@FUZZ_RUN
 @FUZZ
 @given(data=broken_day_file())
 def test_fuzzed_day_file_loads_or_is_rejected_and_no_line_is_lost(data: bytes):
@@ -591,6 +595,7 @@ def _error_text(result) -> str:
     )
 
 
+@FUZZ_RUN
 def test_fuzzed_days_through_staging_reconcile(tmp_path):
     import dagster as dg
 
