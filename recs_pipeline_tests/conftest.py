@@ -27,13 +27,21 @@ ONLINE_RETAIL = SHARED_DATA_DIR / "online-retail" / "by-day"
 MOVIELENS = SHARED_DATA_DIR / "movielens-100k"
 
 
+# What Settings.export_env puts into the environment for dbt's profile.
+EXPORTED_ENV = ("RECS_WAREHOUSE", "RECS_DBT_TARGET", "RECS_SPARK_WAREHOUSE", "RECS_SPARK_MASTER", "RECS_SPARK_DRIVER_MEMORY")
+
+
 @pytest.fixture(autouse=True)
-def _no_exported_warehouse(monkeypatch):
-    """Every test starts without RECS_WAREHOUSE: a dbt step exports it for dbt's profile
-    (Settings.export_env), and a later test reading the environment would otherwise open
-    an earlier test's warehouse."""
-    for name in ("RECS_WAREHOUSE", "RECS_DBT_TARGET", "RECS_SPARK_WAREHOUSE", "RECS_SPARK_MASTER", "RECS_SPARK_DRIVER_MEMORY"):
-        monkeypatch.delenv(name, raising=False)
+def _no_exported_warehouse():
+    """Every test starts, and leaves, without RECS_WAREHOUSE: a dbt step exports it for
+    dbt's profile (Settings.export_env), and a later test (or a `recs` process it starts)
+    reading the environment would otherwise open an earlier test's warehouse. Removed
+    after the test too, so that the next module's fixtures start clean."""
+    saved = {name: os.environ.pop(name) for name in EXPORTED_ENV if name in os.environ}
+    yield
+    for name in EXPORTED_ENV:
+        os.environ.pop(name, None)
+    os.environ.update(saved)
 
 
 def settings_for(tmp: Path, **env: str) -> Settings:

@@ -19,7 +19,7 @@ import pytest
 
 from recs_pipeline.warehouse import connection
 
-from .conftest import settings_for
+from .conftest import EXPORTED_ENV, settings_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -61,6 +61,8 @@ def recs_run(data_dir: Path, landing: Path, start: str, end: str) -> subprocess.
         "GX_ANALYTICS_ENABLED": "false",
     }
     env.pop("DAGSTER_HOME", None)
+    for name in EXPORTED_ENV:  # a warehouse another test's dbt step exported is not this run's
+        env.pop(name, None)
     return subprocess.Popen(
         [sys.executable, "-m", "recs_pipeline.cli", "run", "--start", start, "--end", end, "--quiet"],
         env=env,
