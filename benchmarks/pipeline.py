@@ -60,12 +60,15 @@ RSS_SAMPLE_SECONDS = 0.2
 GIB = 1024**3
 
 # Targets from the issue.
-TARGET_RUN_SECONDS = 15 * 60
-TARGET_PEAK_RSS = 8 * GIB
+# The nightly-cost issue's targets (judged at L, the nightly share also at S and M).
+TARGET_RUN_SECONDS = 8 * 60
+TARGET_PEAK_RSS = 6 * GIB
 TARGET_NIGHTLY_SHARE = 0.20
-TARGET_ROWS_PER_SECOND = 2_000_000
+TARGET_NIGHTLY_SHARE_SMALL = 0.35  # S and M: a day is a larger share of a small shop
+TARGET_INGEST_ROWS_PER_SECOND = 2_000_000
+TARGET_TRANSFORM_ROWS_PER_SECOND = 1_000_000
 TARGET_SHARE_OF_DUCKDB = 0.40
-TARGET_SCORING_SECONDS = 120.0
+TARGET_TOP50_OVER_GEMM = 2.0
 SCORING_TARGET_SHAPE = (200_000, 50_000, 48, 50)  # users, items, components, top-N
 
 
@@ -490,6 +493,29 @@ def reference_lines(name: str, result: dict) -> list[str]:
     ]
 
 
+def summary(results: dict, scoring: dict) -> dict:
+    """Per scale, the figures the nightly-cost issue reads (pipeline.json's top level and
+    docs/benchmarks-L.json): ``{"L": {"full_s", "nightly_s", "peak_rss_gb",
+    "ingest_rows_per_s", "plain_read_rows_per_s", "transform_rows_per_s", "top50_s",
+    "gemm_s"}}``. ``top50_s`` and ``gemm_s`` are the 200k x 50k scoring target of the
+    same run (not of the scale's own shop)."""
+    out = {}
+    for name, r in results.items():
+        stages = r["full"]["stages"]
+        out[name] = {
+            "full_s": r["full"]["seconds"],
+            "nightly_s": r["nightly"]["seconds"],
+            "peak_rss_gb": r["full"]["peak_rss"] / GIB,
+            "ingest_rows_per_s": stages["ingest"]["rows_per_second"],
+            "plain_read_rows_per_s": r["duckdb_read"]["rows_per_second"],
+            "transform_rows_per_s": stages["transform"]["rows_per_second"],
+            "top50_s": scoring["top50_s"],
+            "gemm_s": scoring["gemm_s"],
+            "nightly_share": r["nightly_share"],
+        }
+    return out
+
+
 def targets(results: dict, scoring: dict) -> list[tuple[str, str, bool | None]]:
     """(target, measured value, met?) — None when the scale it needs was not run."""
     big = "L" if "L" in results else max(results, key=lambda s: results[s]["event_lines"])
@@ -500,24 +526,27 @@ def targets(results: dict, scoring: dict) -> list[tuple[str, str, bool | None]]:
     rows: list[tuple[str, str, bool | None]] = []
     if "L" in results:
         rows += [
-            ("L end to end ≤ 15 min", f"{r['full']['seconds'] / 60:.1f} min", r["full"]["seconds"] <= TARGET_RUN_SECONDS),
-            ("L peak RSS ≤ 8 GB", fmt_gb(r["full"]["peak_rss"]), r["full"]["peak_rss"] <= TARGET_PEAK_RSS),
+            ("L full run ≤ 8 min", f"{r['full']['seconds'] / 60:.1f} min", r["full"]["seconds"] <= TARGET_RUN_SECONDS),
+            ("L peak RSS ≤ 6 GB", fmt_gb(r["full"]["peak_rss"]), r["full"]["peak_rss"] <= TARGET_PEAK_RSS),
         ]
     else:
-        rows += [("L end to end ≤ 15 min", "L not run", None), ("L peak RSS ≤ 8 GB", "L not run", None)]
+        rows += [("L full run ≤ 8 min", "L not run", None), ("L peak RSS ≤ 6 GB", "L not run", None)]
+    for name, result in results.items():
+        limit = TARGET_NIGHTLY_SHARE if name == "L" else TARGET_NIGHTLY_SHARE_SMALL
+        rows.append((
+            f"{name} nightly ≤ {limit:.0%} of the full run",
+            f"{result['nightly_share']:.0%} ({result['nightly']['seconds']:.0f} s / {result['full']['seconds']:.0f} s)",
+            result["nightly_share"] <= limit,
+        ))
     rows += [
-        (
-            f"incremental nightly ≤ 20% of the full run ({big})",
-            f"{r['nightly_share']:.0%} ({r['nightly']['seconds']:.0f} s / {r['full']['seconds']:.0f} s)",
-            r["nightly_share"] <= TARGET_NIGHTLY_SHARE,
-        ),
-        (f"ingestion ≥ 2M rows/s ({big})", f"{fmt_rate(ingest)} rows/s", ingest >= TARGET_ROWS_PER_SECOND),
+        (f"ingestion ≥ 2M rows/s ({big})", f"{fmt_rate(ingest)} rows/s", ingest >= TARGET_INGEST_ROWS_PER_SECOND),
         (f"ingestion ≥ 40% of plain DuckDB CSV read ({big})", f"{share:.0%}", share >= TARGET_SHARE_OF_DUCKDB),
-        (f"transforms ≥ 2M rows/s ({big})", f"{fmt_rate(transform)} rows/s", transform >= TARGET_ROWS_PER_SECOND),
+        (f"transforms ≥ 1M rows/s ({big})", f"{fmt_rate(transform)} rows/s", transform >= TARGET_TRANSFORM_ROWS_PER_SECOND),
         (
-            "scoring top-50, 200k users x 50k items ≤ 2 min",
-            f"{scoring['seconds_200k_users']:.0f} s (from {scoring['users_measured']:,} users, scaled linearly)",
-            scoring["seconds_200k_users"] <= TARGET_SCORING_SECONDS,
+            "top-50 for 200k users x 50k items ≤ 2x the plain GEMM",
+            f"{scoring['ratio']:.2f}x ({scoring['top50_s']:.0f} s vs {scoring['gemm_s']:.0f} s, "
+            f"from {scoring['users_measured']:,} users, scaled linearly)",
+            scoring["ratio"] <= TARGET_TOP50_OVER_GEMM,
         ),
     ]
     return rows
@@ -621,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.write_text(
         json.dumps(
             {
+                # Per scale, the figures the issue's checker reads ({"L": {"full_s", ...}}).
+                **summary(results, scoring),
                 "command": "python -m benchmarks.pipeline " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "machine": machine(),
                 "seconds": time.perf_counter() - started,
