@@ -462,11 +462,18 @@ class SparkEngine(Engine):
 
         n_partitions = max(1, -(-len(frame) // batch_rows))
         rows = spark.createDataFrame(_to_arrow(frame)).repartition(n_partitions)
-        # Arrow batches inside a partition stay at most batch_rows long (memory per task).
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+        # Arrow batches inside a partition stay at most batch_rows long (memory per task);
+        # the session's own setting is restored after, for every other conversion.
+        batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+        previous = spark.conf.get(batch_key, None)
+        spark.conf.set(batch_key, str(batch_rows))
         try:
             result = rows.mapInPandas(run, schema=from_arrow_schema(schema)).toArrow()
         finally:
+            if previous is None:
+                spark.conf.unset(batch_key)
+            else:
+                spark.conf.set(batch_key, previous)
             if not self.remote:
                 handle.unpersist()
         return _naive_utc(result).cast(schema).to_pandas()

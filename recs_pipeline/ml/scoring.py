@@ -449,10 +449,15 @@ def top_n(
         users_plus, items_plus_t = _plus_factors(user_biases, user_embeddings, item_biases, item_embeddings)
         shared = {"items_plus_t": items_plus_t.astype(np.float32, copy=False), "n": n, "exclude": exclude}
         rows = map_batches(user_factor_frame(users_plus, users), top_n_of_factor_batch, RANKED_SCHEMA, shared)
-        # Executors return partitions in any order: put the users back in the order asked.
+        # Executors return partitions in any order: put the users back in the order asked
+        # (a user's rows stay together and in rank order, so a stable sort by position
+        # suffices; in-process batches come back in order and skip it).
         position = pd.Index(users).get_indexer(rows["user"].to_numpy())
-        rows = rows.assign(position=position).sort_values(["position", "rank"], kind="stable")
-        return Ranked(*(rows[c].to_numpy() for c in ("user", "rank", "item", "score")))
+        columns = [rows[c].to_numpy() for c in ("user", "rank", "item", "score")]
+        if len(position) > 1 and (np.diff(position) < 0).any():
+            order = np.argsort(position, kind="stable")
+            columns = [column[order] for column in columns]
+        return Ranked(*columns)
     batches = score_batches(user_biases, user_embeddings, item_biases, item_embeddings, users, batch_size)
     return rank_score_batches(batches, n, exclude)
 
