@@ -96,6 +96,18 @@ def test_replace_partition_replaces_one_day_only(engine):
         assert db.scalar("SELECT count(*) FROM raw.t") == 2
 
 
+def test_add_text_columns_widens_a_table_and_keeps_its_rows_and_days(engine):
+    d1, d2 = date(2024, 1, 1), date(2024, 1, 2)
+    with engine.session() as db:
+        db.replace_partitions("raw.t", _days([(d1, "a"), (d2, "b")]), "day", [d1, d2])
+        db.add_text_columns("raw.t", ["item_id", "send_id"])  # one it has, one it lacks
+        assert sorted(c for c, _ in db.columns("raw.t")) == ["day", "item_id", "send_id"]  # Spark: day last
+        assert db.rows("SELECT day, item_id, send_id FROM raw.t ORDER BY day") == [(d1, "a", None), (d2, "b", None)]
+        # The widened table takes a day with the new column and still replaces days alone.
+        db.replace_partition("raw.t", _days([(d2, "c")]).assign(send_id="s_1"), "day", d2)
+        assert db.rows("SELECT day, item_id, send_id FROM raw.t ORDER BY day") == [(d1, "a", None), (d2, "c", "s_1")]
+
+
 def test_replace_partitions_replaces_several_days_in_one_write(engine):
     d1, d2, d3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
     with engine.session() as db:

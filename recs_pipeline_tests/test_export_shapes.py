@@ -36,7 +36,7 @@ DAYS = [date(2010, 12, d) for d in (1, 2, 3, 5, 6, 7)]
 D_TRAILING, D_ORIGINAL_TS, D_REPEATED = DAYS[1], DAYS[2], DAYS[3]
 # Everything up to the reconciliation and the snapshots derived from all files.
 SELECTION = (
-    "raw/events,raw/items,raw/users,quality/rejected_files,staging/int_events_validated,staging/stg_events,"
+    "raw/events,raw/items,raw/users,quality/rejected_files,staging/int_events_validated,staging/stg_events,staging/stg_message_events,"
     "quality/quarantine_events,quality/duplicate_events,staging/stg_users,staging/stg_items,"
     "quality/event_reconciliation"
 )

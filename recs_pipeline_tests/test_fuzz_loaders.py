@@ -554,7 +554,8 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 STAGING_ASSETS = [
     ("raw", "events"), ("quality", "rejected_files"), ("raw", "items"), ("raw", "users"),
-    ("staging", "int_events_validated"), ("staging", "stg_events"), ("quality", "quarantine_events"),
+    ("staging", "int_events_validated"), ("staging", "stg_events"), ("staging", "stg_message_events"),
+    ("quality", "quarantine_events"),
     ("quality", "duplicate_events"), ("quality", "event_reconciliation"),
 ]  # fmt: skip
 

@@ -213,7 +213,7 @@ def test_quiet_run_prints_no_dbt_lines_and_logs_them_to_a_file(small_shop, tmp_p
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     day = sorted((root / "landing" / "events").glob("*.csv"))[0].stem
     selection = (
-        "raw/events,raw/items,raw/users,staging/int_events_validated,staging/stg_events,"
+        "raw/events,raw/items,raw/users,staging/int_events_validated,staging/stg_events,staging/stg_message_events,"
         "quality/quarantine_events,quality/duplicate_events"
     )
     assert main(["run", "--select", selection, "--start", day, "--quiet"]) == 0

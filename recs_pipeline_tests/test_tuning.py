@@ -129,7 +129,7 @@ def built(small_shop, tmp_path_factory):
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
     # Upstream of the tuning asset, and the quality tables the blocking checks on the way read.
-    needed = ((dg.AssetSelection.assets(TUNED_KEY).upstream() | dg.AssetSelection.groups("quality"))
+    needed = ((dg.AssetSelection.assets(TUNED_KEY).upstream() | dg.AssetSelection.groups("quality").upstream())
               - dg.AssetSelection.assets(TUNED_KEY)).resolve(graph)  # fmt: skip
     nightly = defs.resolve_job_def("nightly_job").execute_in_process(
         asset_selection=list(needed), tags={RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()},

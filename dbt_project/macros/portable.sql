@@ -324,3 +324,9 @@
 {% macro duckdb__type_double() -%}double{%- endmacro %}
 
 {% macro spark__type_double() -%}double{%- endmacro %}
+
+{# The campaign message events (recs_pipeline.sources.base.CANONICAL_EVENT_TYPES): they
+   go to stg_message_events, not to the shopper behaviour of stg_events. #}
+{% macro message_event_types() -%}
+'message_sent', 'message_open', 'message_click', 'unsubscribe'
+{%- endmacro %}

@@ -107,6 +107,12 @@ class Session(ABC):
         RE2 (DuckDB) and Java (Spark), as ``privacy.lines.id_pattern``'s do (erasure)."""
 
     @abstractmethod
+    def add_text_columns(self, name: str, columns: Sequence[str]) -> None:
+        """Add text columns to table ``name`` (its rows get NULL), keeping its rows and
+        partitioning: a table made by an older version gains the columns a newer one
+        writes. Columns the table already has are left alone."""
+
+    @abstractmethod
     def append_rows(self, name: str, data: TableData, params: Params = None) -> int:
         """Add the rows of ``data`` to ``name`` (columns matched by name; a column the table
         lacks is an error), as one atomic change of that table: the table keeps its

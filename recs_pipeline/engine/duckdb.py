@@ -84,6 +84,10 @@ class DuckDBSession(Session):
     def hours_between(self, start: str, end: str) -> str:
         return f"date_diff('hour', {start}, {end})"
 
+    def add_text_columns(self, name: str, columns: Sequence[str]) -> None:
+        for column in columns:
+            self._con.execute(f'ALTER TABLE {name} ADD COLUMN IF NOT EXISTS "{column}" VARCHAR')
+
     def delete_rows(self, name: str, where: str, params: Params = None) -> int:
         return int(self._con.execute(f"DELETE FROM {name} WHERE {where}", list(params or [])).fetchall()[0][0])
 

@@ -264,6 +264,20 @@ class SparkEngineSession(Session):
         # RLIKE finds a match anywhere (Java's Matcher.find), as DuckDB's regexp_matches.
         return f"coalesce({text} RLIKE {pattern}, false)"
 
+    def add_text_columns(self, name: str, columns: Sequence[str]) -> None:
+        # Written again with the columns (partitioned as it was) and swapped in, as
+        # append_rows: the Parquet files carry the schema, so the catalogue alone cannot.
+        from pyspark.sql import functions as F
+
+        schema, table = split_name(name)
+        existing = self._spark.table(f"{schema}.{table}")
+        missing = [c for c in columns if c not in existing.columns]
+        if not missing:
+            return
+        widened = existing.select("*", *[F.lit(None).cast("string").alias(c) for c in missing])
+        partition = self._engine._partition_columns(self._engine.table_path(schema, table))
+        self._engine._write_table(self._spark, schema, table, widened, partition_by=partition[0] if partition else None)
+
     def append_rows(self, name: str, data: TableData, params: Params = None) -> int:
         # As delete_rows: the table is written again with the new rows (partitioned as it
         # was) and swapped in, never appended to in place (a failed write keeps the old).

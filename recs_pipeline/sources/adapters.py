@@ -289,7 +289,8 @@ class OnlineRetailSource(Source):
             UnitPrice AS price,
             InvoiceNo AS session_id,
             NULL::VARCHAR AS search_query,
-            NULL::VARCHAR AS rating"""
+            NULL::VARCHAR AS rating,
+            NULL::VARCHAR AS send_id"""  # no campaign messages in this data set
         rel = path.name
         good = _events_with_lineage(parsed.table, select, rel)
         return with_user_id_checks(f"{good} UNION ALL {rejects_as_events(parsed, rel)}")
@@ -399,7 +400,7 @@ class MovieLensSource(Source):
             SELECT user_id, item_id, 'rating' AS event_type,
                    strftime(to_timestamp(ts::BIGINT), '%Y-%m-%dT%H:%M:%SZ') AS event_ts,
                    '1' AS quantity, NULL::VARCHAR AS price, NULL::VARCHAR AS session_id,
-                   NULL::VARCHAR AS search_query, rating,
+                   NULL::VARCHAR AS search_query, rating, NULL::VARCHAR AS send_id,
                    'u.data' AS source_file, source_line, NULL::VARCHAR AS parse_error, NULL::VARCHAR AS raw_line
             FROM {self._ratings()}
             WHERE to_timestamp(ts::BIGINT)::DATE = DATE {sql_literal(day.isoformat())}

@@ -31,6 +31,9 @@ RAW_EVENT_COLUMNS: tuple[str, ...] = (
     "session_id",
     "search_query",
     "rating",
+    # The campaign message a response belongs to (message_* events, unsubscribes, and a
+    # purchase from a tracked link); NULL for everything else.
+    "send_id",
 )
 LINEAGE_COLUMNS: tuple[str, ...] = ("source_file", "source_line", "parse_error", "raw_line")
 RAW_ITEM_COLUMNS: tuple[str, ...] = (
@@ -64,6 +67,11 @@ CANONICAL_EVENT_TYPES: tuple[str, ...] = (
     "rating",
     "impression",
     "click",
+    # Campaign messages and the answers to them (from the shop's e-mail or push tool).
+    "message_sent",
+    "message_open",
+    "message_click",
+    "unsubscribe",
 )
 
 _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")

@@ -27,6 +27,7 @@ from recs_pipeline.privacy.lines import redact_line, split_line
 from recs_pipeline.privacy.pseudonym import Pseudonymizer, normalise_id, register_pseudonyms
 from recs_pipeline.privacy.suppression import names_suppressed, suppressed_digests
 from recs_pipeline.sources.base import (
+    LINEAGE_COLUMNS,
     RAW_EVENT_COLUMNS,
     RAW_ITEM_COLUMNS,
     RAW_USER_COLUMNS,
@@ -36,6 +37,7 @@ from recs_pipeline.sources.base import (
 )
 from recs_pipeline.warehouse import replace_table
 
+RAW_EVENT_TABLE_COLUMNS = ("partition_date", *RAW_EVENT_COLUMNS, *LINEAGE_COLUMNS, "loaded_at")
 RAW_EVENTS_DDL = (
     "CREATE TABLE IF NOT EXISTS raw.events ("
     "partition_date DATE NOT NULL, "
@@ -43,6 +45,7 @@ RAW_EVENTS_DDL = (
     + ", source_file VARCHAR, source_line BIGINT, parse_error VARCHAR, raw_line VARCHAR, "
     "loaded_at TIMESTAMP)"
 )
+_RAW_EVENT_TABLE_LIST = ", ".join(RAW_EVENT_TABLE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,10 @@ REJECTED_FILES_DDL = (
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     con.execute(RAW_EVENTS_DDL)
+    # A warehouse made before the column existed gains it (NULL for the rows it holds);
+    # inserts name their columns, so the column's place in the table does not matter.
+    for column in RAW_EVENT_COLUMNS:
+        con.execute(f"ALTER TABLE raw.events ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     con.execute("CREATE SCHEMA IF NOT EXISTS quality")
     con.execute(REJECTED_FILES_DDL)
 
@@ -303,7 +310,7 @@ def load_one_day(
     try:
         con.execute("DELETE FROM raw.events WHERE partition_date = ?", [day])
         con.execute(
-            f"INSERT INTO raw.events SELECT ?::DATE, {cols}, source_file, source_line, parse_error, raw_line, "
+            f"INSERT INTO raw.events ({_RAW_EVENT_TABLE_LIST}) SELECT ?::DATE, {cols}, source_file, source_line, parse_error, raw_line, "
             f"now()::TIMESTAMP FROM ({select})",
             [day],
         )
@@ -362,7 +369,7 @@ def _replace_days(con: duckdb.DuckDBPyConnection, days: list[date], select: str)
     try:
         con.execute(f"DELETE FROM raw.events WHERE partition_date IN ({_day_list(days)})")
         con.execute(
-            f"INSERT INTO raw.events SELECT partition_date, {cols}, source_file, source_line, parse_error, "
+            f"INSERT INTO raw.events ({_RAW_EVENT_TABLE_LIST}) SELECT partition_date, {cols}, source_file, source_line, parse_error, "
             f"raw_line, now()::TIMESTAMP FROM ({select})"
         )
         con.execute("COMMIT")

@@ -24,7 +24,7 @@ import duckdb
 from recs_pipeline.engine.base import Session
 from recs_pipeline.privacy.pseudonym import Pseudonymizer
 from recs_pipeline.privacy.suppression import SUPPRESSED_TABLE, ensure_privacy_schema
-from recs_pipeline.sources.base import Source
+from recs_pipeline.sources.base import RAW_EVENT_COLUMNS, Source
 from recs_pipeline.sources.loader import (
     LoadReport,
     ensure_raw_schema,
@@ -35,6 +35,16 @@ from recs_pipeline.sources.loader import (
 )
 
 REJECTED_FILES = "quality.rejected_files"
+
+
+def add_missing_raw_columns(db: Session) -> None:
+    """Give a ``raw.events`` made by an older version the canonical columns it lacks
+    (``send_id`` came with the campaign messages); its rows get NULL."""
+    if db.table_exists("raw.events"):
+        have = {name for name, _ in db.columns("raw.events")}
+        missing = [c for c in RAW_EVENT_COLUMNS if c not in have]
+        if missing:
+            db.add_text_columns("raw.events", missing)
 
 
 @contextmanager
@@ -68,6 +78,7 @@ def load_event_files_into(
         report = load_event_files(con, source, days, pseudonymizer)
         record_rejected_files(con, report)
         if report.loads:
+            add_missing_raw_columns(db)
             # Every loaded day in one write (one dynamic partition overwrite on Spark):
             # a write per day cost about a second each of fixed overhead.
             days = [load.day for load in report.loads]

@@ -42,6 +42,7 @@ typed as (
         case when {{ is_number('r.rating') }} then {{ try_cast('trim(r.rating)', type_double()) }} end as rating,
         nullif(trim(r.session_id), '') as session_id,
         nullif(trim(r.search_query), '') as search_query,
+        nullif(trim(r.send_id), '') as send_id,
         r.rating as rating_text,
         c.item_id is not null as item_in_catalogue,
         (select count(*) from catalogue) > 0 as has_catalogue
@@ -60,17 +61,20 @@ flagged as (
             when parse_error is not null then 'malformed_line'
             when event_type = 'adjustment' then 'not_shopper_behaviour'
             when {{ has_control_chars('user_id') }} or {{ has_control_chars('item_id') }}
-                 or {{ has_control_chars('session_id') }} then 'invalid_id'
+                 or {{ has_control_chars('session_id') }} or {{ has_control_chars('send_id') }} then 'invalid_id'
             when {{ dbt.length('user_id') }} > 256 or {{ dbt.length('item_id') }} > 256
-                 or {{ dbt.length('session_id') }} > 256 or {{ dbt.length('search_query') }} > 1000
+                 or {{ dbt.length('session_id') }} > 256 or {{ dbt.length('send_id') }} > 256 or {{ dbt.length('search_query') }} > 1000
                 then 'oversized_field'
             when user_id is null and not (
                 '{{ var("anonymous_events") }}' = 'anonymous' and event_type in ('purchase', 'return', 'view')
             ) then 'missing_user_id'
             when event_type is null or event_type not in (
-                'view', 'search', 'add_to_cart', 'remove_from_cart', 'purchase', 'return', 'rating', 'impression', 'click'
+                'view', 'search', 'add_to_cart', 'remove_from_cart', 'purchase', 'return', 'rating', 'impression', 'click',
+                {{ message_event_types() }}
             ) then 'unknown_event_type'
-            when item_id is null and event_type <> 'search' then 'missing_item_id'
+            {#- A campaign message is about the user, not one item (a click may name the item). #}
+            when item_id is null and event_type <> 'search' and event_type not in ({{ message_event_types() }})
+                then 'missing_item_id'
             when event_ts is null then 'unparseable_timestamp'
             when event_ts >= {{ dbt.dateadd('day', 2, 'cast(partition_date as ' ~ dbt.type_timestamp() ~ ')') }}
                 then 'future_timestamp'
@@ -82,7 +86,8 @@ flagged as (
             when quantity_text is not null and trim(quantity_text) <> '' and quantity is null then 'invalid_quantity'
             when quantity <= 0 or quantity > 100000 or quantity <> floor(quantity) then 'invalid_quantity'
             when event_type = 'rating' and rating is null then 'invalid_rating'
-            when event_type <> 'search' and has_catalogue and not item_in_catalogue then 'unknown_item'
+            when event_type <> 'search' and item_id is not null and has_catalogue and not item_in_catalogue
+                then 'unknown_item'
         end as reject_reason
     from typed
 )
@@ -91,11 +96,11 @@ select
     *,
     reject_reason is null and row_number() over (
         partition by reject_reason is null, partition_date, user_id, item_id, event_type, event_ts_text,
-                     quantity_text, price_text, session_id, search_query, rating_text
+                     quantity_text, price_text, session_id, search_query, rating_text, send_id
         order by source_line
     ) > 1 as is_duplicate,
     min(source_line) over (
         partition by reject_reason is null, partition_date, user_id, item_id, event_type, event_ts_text,
-                     quantity_text, price_text, session_id, search_query, rating_text
+                     quantity_text, price_text, session_id, search_query, rating_text, send_id
     ) as first_source_line
 from flagged

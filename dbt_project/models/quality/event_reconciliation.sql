@@ -1,4 +1,4 @@
-{#- Per day: raw rows = clean + quarantined + duplicates. A row with is_balanced = false
+{#- Per day: raw rows = clean (behaviour and message events) + quarantined + duplicates. A row with is_balanced = false
     means a row was lost or counted twice. A day whose file the load refused is here
     too, its lines counted as rejected_lines (quality.rejected_files), not lost; its
     raw rows are those of the version loaded before, if any. -#}
@@ -7,7 +7,13 @@ with raw_counts as (
     select partition_date, count(*) as raw_rows from {{ source('raw', 'events') }} group by partition_date
 ),
 clean as (
-    select partition_date, count(*) as clean_rows from {{ ref('stg_events') }} group by partition_date
+    select partition_date, count(*) as clean_rows
+    from (
+        select partition_date from {{ ref('stg_events') }}
+        union all
+        select partition_date from {{ ref('stg_message_events') }}
+    ) c
+    group by partition_date
 ),
 quarantined as (
     select partition_date, count(*) as quarantined_rows from {{ ref('quarantine_events') }} group by partition_date

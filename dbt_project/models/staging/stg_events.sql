@@ -7,7 +7,9 @@
     partition_by=['partition_date'] if target.type == 'spark' else none,
     tags=['daily'],
 ) }}
-{#- Clean, typed, de-duplicated behaviour events (timestamps in UTC). -#}
+{#- Clean, typed, de-duplicated behaviour events (timestamps in UTC). Campaign message
+    events are in stg_message_events; send_id is set on a purchase made from a message's
+    tracked link. -#}
 
 select
     {{ dbt.hash(dbt.concat(["cast(partition_date as " ~ dbt.type_string() ~ ")", "'|'", "source_file", "'|'", "cast(source_line as " ~ dbt.type_string() ~ ")"])) }} as event_id,
@@ -22,12 +24,13 @@ select
     session_id,
     search_query,
     rating,
+    send_id,
     user_id is null as is_anonymous,
     partition_date,
     source_file,
     source_line
 from {{ ref('int_events_validated') }}
-where reject_reason is null and not is_duplicate
+where reject_reason is null and not is_duplicate and event_type not in ({{ message_event_types() }})
 {% if is_incremental() %}
   and partition_date between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
 {% endif %}

@@ -1,0 +1,28 @@
+{#- One day at a time, as stg_events. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='insert_overwrite' if target.type == 'spark' else 'delete+insert',
+    unique_key=none if target.type == 'spark' else 'partition_date',
+    partition_by=['partition_date'] if target.type == 'spark' else none,
+    tags=['daily'],
+) }}
+{#- Clean, de-duplicated campaign message events from the shop's e-mail or push tool:
+    message_sent, message_open, message_click and unsubscribe, with the send they answer
+    (send_id, when the tool knows it). feedback attributes them to marketing.campaign_sends. -#}
+
+select
+    {{ dbt.hash(dbt.concat(["cast(partition_date as " ~ dbt.type_string() ~ ")", "'|'", "source_file", "'|'", "cast(source_line as " ~ dbt.type_string() ~ ")"])) }} as event_id,
+    user_id,
+    send_id,
+    event_type,
+    event_ts,
+    cast(event_ts as date) as event_date,
+    item_id,
+    partition_date,
+    source_file,
+    source_line
+from {{ ref('int_events_validated') }}
+where reject_reason is null and not is_duplicate and event_type in ({{ message_event_types() }})
+{% if is_incremental() %}
+  and partition_date between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
+{% endif %}
