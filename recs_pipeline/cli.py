@@ -2,7 +2,8 @@
 
     recs generate            # write the synthetic shop's landing zone
     recs run                 # materialise every asset for every day with a file
-    recs simulate --days 7   # shoppers see the published lists for 7 more days
+    recs simulate --days 7   # shoppers see the published lists (and get the campaign sends) for 7 more days
+    recs simulate --days 14 --nightly   # ... with the pipeline run after each day, as in production
     recs run --start 2026-10-31 --end 2026-11-06
     recs run --start 2026-10-01 --end 2026-10-07
     recs sql "SELECT * FROM features.interactions LIMIT 5"
@@ -78,16 +79,18 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def published_lists(settings: Settings):
-    """day -> the lists in force that day, read from the warehouse."""
+    """(day -> the lists in force that day, day -> the campaign sends of that day), read
+    from the warehouse with the shop's own user ids."""
     from recs_pipeline.privacy import Pseudonymizer
-    from recs_pipeline.synthetic.continuation import NoListsError, shop_lists_from_warehouse
+    from recs_pipeline.synthetic.continuation import NoListsError, lists_from_warehouse, pseudonym_map, sends_from_warehouse
 
+    engine = warehouse_engine(settings)
+    user_map = pseudonym_map(settings.landing_dir, Pseudonymizer.from_settings(settings.privacy).many)
     try:
-        return shop_lists_from_warehouse(
-            warehouse_engine(settings), settings.landing_dir, Pseudonymizer.from_settings(settings.privacy).many
-        )
+        lists = lists_from_warehouse(engine, user_map)
     except NoListsError as exc:
         raise CliError(str(exc), "run `recs run` first so that there are lists to show") from None
+    return lists, sends_from_warehouse(engine, user_map)
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
@@ -97,11 +100,28 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
         raise CliError("only the synthetic shop can be simulated", "unset RECS_SOURCE")
     if not (settings.landing_dir / "_truth" / "state.npz").exists():
         raise CliError(f"no generated shop in {settings.landing_dir}", "run `recs generate` first")
-    report = continue_landing_zone(settings.landing_dir, args.days, published_lists(settings))
-    print(
-        f"simulated {len(report.days)} more days ({report.days[0]} to {report.days[-1]}): "
-        f"{report.n_events_written:,} event lines, {report.n_impressions:,} recommendation impressions"
-    )
+    if args.days < 1:
+        raise CliError("--days must be at least 1")
+    # With --nightly the pipeline runs after every simulated day, as the nightly schedule
+    # would: the next day's lists and campaign sends then learn from the day before.
+    steps = [1] * args.days if args.nightly else [args.days]
+    t0 = time.perf_counter()
+    for n_days in steps:
+        lists, sends = published_lists(settings)
+        report = continue_landing_zone(settings.landing_dir, n_days, lists, sends)
+        print(
+            f"simulated {len(report.days)} more day(s) ({report.days[0]} to {report.days[-1]}): "
+            f"{report.n_events_written:,} event lines, {report.n_impressions:,} recommendation impressions, "
+            f"{report.n_sends_answered:,} campaign sends delivered, {report.n_message_events:,} message events"
+        )
+        if args.nightly:
+            day = report.days[-1]
+            result = run_pipeline(settings, day, day, progress=False)
+            if not result.success:
+                for line in failure_lines(result):
+                    print(f"  - {line}", file=sys.stderr)
+                raise CliError(f"the nightly run for {day} failed", "see the lines above; rerun with --debug for logs")
+            print(f"  nightly run for {day} done ({time.perf_counter() - t0:.0f}s so far)")
 
 
 def _instance():
@@ -661,6 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="continue the synthetic shop: shoppers see the published lists")
     sim.add_argument("--days", type=int, default=7, help="days to simulate (default 7)")
+    sim.add_argument("--nightly", action="store_true",
+                     help="run the pipeline after each simulated day (the lists and campaign sends learn day by day)")
     sim.set_defaults(func=cmd_simulate)
 
     run = sub.add_parser("run", help="materialise the pipeline for a day or a range of days")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from recs_pipeline.defs.campaign_feedback import build_campaign_feedback_assets, build_campaign_feedback_checks
 from recs_pipeline.defs.campaigns import build_campaign_assets, build_campaign_checks
 from recs_pipeline.defs.feedback import build_feedback_assets
 from recs_pipeline.defs.ingest import build_ingest_assets
@@ -40,6 +41,7 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], dg.Dail
         *build_serving_assets(settings),
         *build_feedback_assets(settings),
         *build_campaign_assets(settings),
+        *build_campaign_feedback_assets(settings),
         warehouse_snapshot,
         erasure_log,
     ]
@@ -58,7 +60,8 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         schedules.append(simulate_schedule)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*build_quality_checks(settings), campaign_content_is_sendable, *build_campaign_checks(settings)],
+        asset_checks=[*build_quality_checks(settings), campaign_content_is_sendable, *build_campaign_checks(settings),
+                      *build_campaign_feedback_checks(settings)],
         jobs=[*jobs.values(), *extra_jobs],
         schedules=schedules,
         sensors=[build_sensor(jobs["nightly_job"])],

@@ -264,7 +264,7 @@ def test_feedback_loop_reconciles(built, tmp_path):
     shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
     shutil.copytree(settings.model_dir, tmp_path / "models")
     loop = settings_for(tmp_path, RECS_LANDING_DIR=str(tmp_path / "landing"))
-    report = continue_landing_zone(loop.landing_dir, 3, published_lists(loop))
+    report = continue_landing_zone(loop.landing_dir, 3, *published_lists(loop))
     assert report.n_impressions > 0
     result = run_all_days(loop, report.days)
     assert result.success
@@ -287,6 +287,25 @@ def test_feedback_loop_reconciles(built, tmp_path):
         variants = {r[0] for r in con.execute("SELECT DISTINCT variant_b FROM feedback.experiment_results").fetchall()}
     assert served == impressions == raw_impressions > 0
     assert unattributed == 0
+    # The campaign loop: the first day's sends were delivered and answered, the run
+    # attributed the answers, and every logged send is in the results once.
+    assert report.n_sends_answered > 0 and report.n_message_events > report.n_sends_answered
+    with connection(loop.warehouse_path, read_only=True) as con:
+        answered_day = con.execute("SELECT min(send_date) FROM marketing.campaign_sends").fetchall()[0][0]
+        first_sends = con.execute("SELECT count(*) FROM marketing.campaign_sends WHERE send_date = ?",
+                                  [answered_day]).fetchall()[0][0]  # fmt: skip
+        delivered = con.execute("SELECT count(*) FROM staging.stg_message_events WHERE event_type = 'message_sent'"
+                                ).fetchall()[0][0]  # fmt: skip
+        logged = con.execute("SELECT count(*) FROM marketing.campaign_sends").fetchall()[0][0]
+        results = con.execute("SELECT sum(sends), sum(sends_measured), sum(delivered), sum(opens) "
+                              "FROM feedback.campaign_results").fetchall()[0]  # fmt: skip
+        behaviour = con.execute("SELECT count(*) FROM staging.stg_events WHERE event_type LIKE 'message%'").fetchall()[0][0]
+    assert answered_day == report.days[0] and delivered == first_sends == report.n_sends_answered
+    assert results[0] == logged > first_sends and results[1] == results[2] == first_sends and results[3] > 0
+    assert behaviour == 0  # message events are not shopper behaviour (features, models)
+    reconcile = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                 and e.event_specific_data.check_name == "campaign_results_reconcile"]  # fmt: skip
+    assert reconcile and reconcile[0].passed
     assert 0 < attributed_clicks <= clicks and counted_twice == 0
     assert "hybrid" in variants
     # The next night continues yesterday's models instead of training from scratch.

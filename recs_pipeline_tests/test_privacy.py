@@ -141,7 +141,7 @@ def built(tmp_path_factory):
     settings = settings_for(root, RECS_LANDING_DIR=str(root / "landing"))
     days = build_source(settings).event_days()
     assert run_all_days(settings, days).success
-    new = continue_landing_zone(settings.landing_dir, 2, published_lists(settings)).days
+    new = continue_landing_zone(settings.landing_dir, 2, *published_lists(settings)).days
     result = run_all_days(settings, new)
     assert result.success
     return settings, result
@@ -254,7 +254,8 @@ def test_retention_drops_old_line_level_rows_and_kept_days_reconcile(built, tmp_
         partition_key=days[-1].isoformat(),
         selection=dg.AssetSelection.keys(
             ["raw", "events"], ["staging", "int_events_validated"], ["staging", "stg_events"],
-            ["quality", "quarantine_events"], ["quality", "duplicate_events"], ["quality", "event_reconciliation"],
+            ["staging", "stg_message_events"], ["quality", "quarantine_events"], ["quality", "duplicate_events"],
+            ["quality", "event_reconciliation"],
         ).required_multi_asset_neighbors(),  # raw/events may come with other assets of its step
         raise_on_error=False,
     )  # fmt: skip
@@ -381,7 +382,7 @@ def test_erasure_removes_a_user_everywhere_and_keeps_them_out(built, tmp_path):
     # The shop lives on and the user comes back in its files: the next run keeps them out,
     # and trains from scratch (the scrubbed models are never warm-started from; the serving
     # model may continue only the hold-out model trained from scratch in this same run).
-    new = continue_landing_zone(settings.landing_dir, 1, published_lists(settings)).days
+    new = continue_landing_zone(settings.landing_dir, 1, *published_lists(settings)).days
     back = files_mentioning(settings.landing_dir, [user])
     assert "users/users.csv" in back and set(back) <= {"users/users.csv", f"events/{new[0]}.csv"}
     days = build_source(settings).event_days()
@@ -689,3 +690,4 @@ def test_raw_line_redaction_and_speed():
     assert len(set(mapping.values())) == len(ids)
     print(f"pseudonymised {len(ids):,} distinct ids in {seconds:.2f}s")
     assert seconds < 5
+

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from recs_pipeline.campaigns._frames import isin, utc_naive
+
+if TYPE_CHECKING:
+    from recs_pipeline.settings import CampaignSettings
 
 # A primary segment's campaign (the dbt model marketing.segments); other segments get
 # the theme newsletter.
@@ -129,14 +135,19 @@ def send_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(rows, schema=SENDS_SCHEMA, preserve_index=False)
 
 
-def rule_violations(log: pd.DataFrame, consent: pd.Series, frequency_cap: int, cap_days: int) -> dict[str, int]:
+def rule_violations(
+    log: pd.DataFrame, consent: pd.Series, frequency_cap: int, cap_days: int, unsubscribed_at: pd.Series | None = None
+) -> dict[str, int]:
     """What breaks the send rules in a send log (user_id, channel, send_at): sends of a
     user/channel beyond ``frequency_cap`` in some ``cap_days``-day window
     (``over_frequency_cap``: the windows that hold too many), more than one a day
-    (``over_daily_limit``: the extra sends) and sends to users without consent
-    (``without_consent``; ``consent``: user_id -> bool)."""
+    (``over_daily_limit``: the extra sends), sends to users without consent
+    (``without_consent``; ``consent``: user_id -> bool) and sends planned after the
+    user unsubscribed (``after_unsubscribe``; ``unsubscribed_at``: user_id -> the first
+    unsubscribe's time): a send dated a later day than the unsubscribe (a day's sends
+    are planned the night before, so one the same day was already on its way)."""
     if log.empty:
-        return {"over_frequency_cap": 0, "over_daily_limit": 0, "without_consent": 0}
+        return {"over_frequency_cap": 0, "over_daily_limit": 0, "without_consent": 0, "after_unsubscribe": 0}
     days = pd.DataFrame({
         "user_id": log["user_id"].to_numpy(), "channel": log["channel"].to_numpy(),
         "day": utc_naive(log["send_at"]).dt.normalize().to_numpy(),
@@ -156,4 +167,87 @@ def rule_violations(log: pd.DataFrame, consent: pd.Series, frequency_cap: int, c
     consenting = consent.fillna(False).astype(bool)
     allowed = consenting[consenting].index
     without = int((~isin(log["user_id"], allowed)).sum())
-    return {"over_frequency_cap": over_cap, "over_daily_limit": over_daily, "without_consent": without}
+    after = 0
+    if unsubscribed_at is not None and len(unsubscribed_at):
+        left = utc_naive(log["user_id"].map(unsubscribed_at)).dt.normalize()
+        after = int((days["day"] > left.to_numpy()).sum())
+    return {"over_frequency_cap": over_cap, "over_daily_limit": over_daily, "without_consent": without,
+            "after_unsubscribe": after}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SendInputs:
+    """What the day's sends are made from (frames read from the warehouse):
+
+    ``audience``: user_id, segment, category, theme_id, theme (primary segments and top
+    theme); ``consent``: user_id, marketing_consent; ``unsubscribed``: user ids;
+    ``recent_sends``: user_id, channel, send_at of the log around the day (or None);
+    ``recommendations``: user_id, rank, item_id, title, price; ``recent_purchases``:
+    user_id, item_id, event_ts; ``item_theme``: item_id, theme_id; ``activity``:
+    user_id, event_ts (for the usual hour); ``posteriors``: marketing.variant_posteriors.
+    """
+
+    audience: pd.DataFrame
+    consent: pd.DataFrame
+    unsubscribed: pd.Series
+    recent_sends: pd.DataFrame | None
+    recommendations: pd.DataFrame
+    recent_purchases: pd.DataFrame
+    item_theme: pd.DataFrame
+    activity: pd.DataFrame
+    posteriors: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    candidates: pd.DataFrame  # every (user, channel, campaign) wanted, before the rules
+    sends: pd.DataFrame  # the kept ones with items, variant, copy, send_id and send_at
+    dropped: pd.DataFrame  # the others, with reason and detail
+    rows: pa.Table  # marketing.campaign_sends rows of the day (send_table)
+
+
+def plan_sends(
+    inputs: SendInputs, day: date, now: pd.Timestamp, cfg: CampaignSettings, items_per_channel: Mapping[str, int]
+) -> SendPlan:
+    """The day's sends: each primary-segment user's campaign on every channel of
+    ``cfg.channels``, within the send rules (consent, unsubscribes, the daily limit and
+    the frequency cap), with up to ``items_per_channel[channel]`` fresh recommendations
+    (favourite theme first; none bought in ``cfg.recently_bought_days``), a copy variant
+    drawn by Thompson sampling per campaign and channel (seeded by the day), the rendered
+    headline and preheader, and the send time at the user's usual hour."""
+    from recs_pipeline.campaigns.bandit import choose_variants
+    from recs_pipeline.campaigns.copy import render
+    from recs_pipeline.campaigns.send_rules import drop_recent_purchases, eligible_sends, send_hours
+
+    wanted = candidates(inputs.audience, cfg.channels)
+    kept, dropped = eligible_sends(wanted, inputs.consent, inputs.unsubscribed, inputs.recent_sends,
+                                   pd.Timestamp(day), cfg.frequency_cap, cfg.cap_days)  # fmt: skip
+    fresh = drop_recent_purchases(inputs.recommendations, inputs.recent_purchases, now, cfg.recently_bought_days)
+    top_theme = inputs.audience.dropna(subset=["theme_id"]).set_index("user_id")["theme_id"]
+    item_theme = inputs.item_theme.set_index("item_id")["theme_id"]
+    parts = []
+    for channel in cfg.channels:  # a channel or two: each is one vectorised pass
+        on_channel = kept[kept["channel"] == channel]
+        picked = pick_items(fresh[fresh["user_id"].isin(on_channel["user_id"])], top_theme, item_theme,
+                            items_per_channel[channel])  # fmt: skip
+        parts.append(on_channel.merge(items_json(picked), on="user_id", how="left"))
+    frame = pd.concat(parts, ignore_index=True) if parts else kept.iloc[:0]
+    empty = frame["items"].isna() if "items" in frame else pd.Series(True, index=frame.index)
+    dropped = pd.concat([dropped, frame[empty].assign(reason=NO_ITEMS, detail="")], ignore_index=True)
+    frame = frame[~empty].reset_index(drop=True)
+
+    chosen = []
+    for (campaign, channel), group in frame.groupby(["campaign", "channel"], sort=True):
+        seed = draw_seed(cfg.seed, day, campaign, channel)
+        picks = choose_variants(group[["user_id", "segment"]],
+                                inputs.posteriors[inputs.posteriors["campaign"] == campaign], cfg.explore_share, seed)  # fmt: skip
+        chosen.append(picks.assign(channel=channel))
+    if chosen:
+        frame = frame.merge(pd.concat(chosen, ignore_index=True), on=["user_id", "channel"], how="left")
+    else:
+        frame = frame.assign(variant=pd.Series([], dtype=object), policy=pd.Series([], dtype=object))
+    frame["headline"], frame["preheader"] = render(frame) if len(frame) else (frame["variant"], frame["variant"])
+    frame["send_id"] = send_ids(frame["user_id"].tolist(), frame["channel"].tolist(), day)
+    frame["send_date"] = day
+    frame["send_at"] = send_times(frame["user_id"], send_hours(inputs.activity), day)
+    return SendPlan(candidates=wanted, sends=frame, dropped=dropped, rows=send_table(frame))

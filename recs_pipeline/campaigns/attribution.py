@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy.stats import norm
 
 from recs_pipeline.campaigns._frames import isin, utc_naive
@@ -56,7 +57,7 @@ def attribute(
     unsubscribe_window_h: float | None = None,
 ) -> pd.DataFrame:
     """One row per send (its columns, plus ``campaign`` from the variant id when absent)
-    with ``opened, clicked, converted, revenue, unsubscribed``.
+    with ``delivered, opened, clicked, converted, revenue, unsubscribed``.
 
     ``sends``: send_id, user_id, variant, segment, send_at. ``events``: user_id,
     event_type (message_open, message_click, purchase, unsubscribe; others are ignored),
@@ -92,6 +93,9 @@ def attribute(
     for flag in FLAGS:
         out[flag] = isin(out["send_id"], credited.loc[credited["flag"] == flag, "send_id"])
     out["opened"] = out["opened"] | out["clicked"]
+    # Delivered: the sender reported the message sent (only a tagged report counts).
+    sent = events["event_type"] == "message_sent"
+    out["delivered"] = isin(out["send_id"], events.loc[sent, "send_id"].dropna()) if "send_id" in events else False
     revenue = credited[credited["flag"] == "converted"].groupby("send_id")["revenue"].sum()
     out["revenue"] = out["send_id"].map(revenue).astype(float).fillna(0.0).to_numpy()
     return out
@@ -114,17 +118,75 @@ def wilson_interval(successes, trials, z: float = Z95) -> tuple[np.ndarray, np.n
 
 def campaign_results(per_send: pd.DataFrame, by: Sequence[str] = ("campaign", "variant")) -> pd.DataFrame:
     """Per ``by`` group (campaign and variant by default; add ``segment`` to feed the
-    bandit): ``sends, opens, clicks, conversions, revenue``, the rates per send and
-    their 95% Wilson intervals (``open_rate_low``, ``open_rate_high``, ...)."""
+    bandit): ``sends, opens, clicks, conversions, revenue`` (and ``delivered``,
+    ``unsubscribes`` when ``per_send`` has those flags), the rates per send and their
+    95% Wilson intervals (``open_rate_low``, ``open_rate_high``, ...)."""
     by = list(by)
     grouped = per_send.groupby(by, sort=True, dropna=False)
-    out = grouped.agg(
-        sends=("send_id", "size"), opens=("opened", "sum"), clicks=("clicked", "sum"),
-        conversions=("converted", "sum"), revenue=("revenue", "sum"),
-    ).reset_index()
-    for count in ("sends", "opens", "clicks", "conversions"):
-        out[count] = out[count].astype(np.int64)
+    aggregations = {"sends": ("send_id", "size")}
+    if "delivered" in per_send:
+        aggregations["delivered"] = ("delivered", "sum")
+    aggregations.update(opens=("opened", "sum"), clicks=("clicked", "sum"), conversions=("converted", "sum"),
+                        revenue=("revenue", "sum"))  # fmt: skip
+    if "unsubscribed" in per_send:
+        aggregations["unsubscribes"] = ("unsubscribed", "sum")
+    out = grouped.agg(**aggregations).reset_index()
+    for count in ("sends", "delivered", "opens", "clicks", "conversions", "unsubscribes"):
+        if count in out:
+            out[count] = out[count].astype(np.int64)
     for rate, count in (("open_rate", "opens"), ("click_rate", "clicks"), ("conversion_rate", "conversions")):
         out[rate] = out[count] / out["sends"]
         out[f"{rate}_low"], out[f"{rate}_high"] = wilson_interval(out[count], out["sends"])
     return out
+
+
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("send_id", pa.string()), ("send_date", pa.date32()), ("user_id", pa.string()), ("channel", pa.string()),
+        ("campaign", pa.string()), ("segment", pa.string()), ("variant", pa.string()), ("policy", pa.string()),
+        ("send_at", pa.timestamp("us")), ("delivered", pa.bool_()), ("opened", pa.bool_()), ("clicked", pa.bool_()),
+        ("converted", pa.bool_()), ("revenue", pa.float64()), ("unsubscribed", pa.bool_()),
+    ]
+)  # fmt: skip
+
+
+def outcome_table(
+    sends: pd.DataFrame | None,
+    events: pd.DataFrame | None,
+    open_window_h: float,
+    click_window_h: float,
+    purchase_window_h: float,
+) -> pa.Table:
+    """:func:`attribute` as the rows of ``feedback.campaign_send_outcomes``
+    (:data:`OUTCOME_SCHEMA`, in send_id order); no rows without sends, and no responses
+    without events."""
+    if sends is None or sends.empty:
+        return OUTCOME_SCHEMA.empty_table()
+    if events is None:
+        events = pd.DataFrame({"user_id": [], "event_type": [], "event_ts": pd.Series([], dtype="datetime64[us]"),
+                               "send_id": [], "revenue": []})  # fmt: skip
+    per_send = attribute(sends, events, open_window_h, click_window_h, purchase_window_h)
+    rows = per_send[OUTCOME_SCHEMA.names].sort_values("send_id", kind="stable").reset_index(drop=True)
+    rows["send_at"] = utc_naive(rows["send_at"]).astype("datetime64[us]")
+    rows["send_date"] = pd.to_datetime(rows["send_date"]).dt.date
+    return pa.Table.from_pandas(rows, schema=OUTCOME_SCHEMA, preserve_index=False)
+
+
+def reconciled_results(logged: pd.DataFrame, per_send: pd.DataFrame, by: Sequence[str] = ("campaign", "variant")) -> pd.DataFrame:
+    """The rows of ``feedback.campaign_results``: per ``by`` group of the send log
+    (``logged``: ``by`` columns and ``sends``, every logged send) the
+    :func:`campaign_results` of its measured sends (``per_send``, the outcomes), as
+    ``sends`` (all logged) and ``sends_measured``; a group without outcomes has zero
+    counts and NaN rates. So ``sends`` adds up to the log, ``sends_measured`` to the
+    outcomes."""
+    by = list(by)
+    measured = campaign_results(per_send, by=by).rename(columns={"sends": "sends_measured"})
+    out = logged[[*by, "sends"]].merge(measured, on=by, how="outer", sort=True)
+    counts = ["sends", "sends_measured", "delivered", "opens", "clicks", "conversions", "unsubscribes"]
+    for column in counts:
+        if column in out:
+            out[column] = out[column].fillna(0).astype(np.int64)
+    out["revenue"] = out["revenue"].fillna(0.0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["revenue_per_send"] = np.where(out["sends_measured"] > 0, out["revenue"] / out["sends_measured"], np.nan)
+    return out.reset_index(drop=True)

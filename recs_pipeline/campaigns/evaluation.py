@@ -163,3 +163,57 @@ def _expected(today: pd.DataFrame, click_rate: pd.DataFrame, day: pd.Timestamp) 
         "regret": float((best - chosen).sum()),
         "explore_share": float((today["policy"] == "explore").mean()) if len(today) else 0.0,
     }
+
+
+def judge_sends(sends: pd.DataFrame, rates: pd.DataFrame, last_days: int = 7) -> tuple[pd.DataFrame, dict]:
+    """How good the variants chosen for a send log were, against the hidden click rates.
+
+    ``sends``: send_date, campaign, segment, variant, and ``clicked`` when measured;
+    ``rates``: campaign, segment, variant, click_rate (expected clicks per send). Per
+    send day (columns as :func:`closed_loop`'s days, over every campaign): the hidden
+    rate of the chosen variants, of the best variant of each send's campaign and
+    segment, of the best single variant per campaign for that day's audience, of a
+    uniformly random variant of the campaign, the regret (expected clicks lost against
+    the best per segment) and, with ``clicked``, the realised click rate. The dict sums
+    the last ``last_days`` days (rates weighted by sends) with the ratios."""
+    key = ["campaign", "segment"]
+    table = rates.pivot_table(index=key, columns="variant", values="click_rate")
+    frame = sends.merge(rates, on=[*key, "variant"], how="inner", validate="many_to_one")
+    per_pair = rates.groupby(key)["click_rate"].agg(best="max", uniform="mean")
+    frame = frame.join(per_pair, on=key)
+    # The best single variant of a campaign for a day: the one with the most expected
+    # clicks over that day's sends of the campaign, whatever their segments.
+    audience = frame.groupby(["send_date", *key]).size().rename("n").reset_index()
+    audience = audience.join(table, on=key)
+    variants = [c for c in table.columns if c not in ("send_date", *key, "n")]
+    totals = audience[variants].mul(audience["n"], axis=0).groupby([audience["send_date"], audience["campaign"]]).sum(min_count=1)
+    single = totals.max(axis=1).groupby(level="send_date").sum()
+    grouped = frame.groupby("send_date")
+    days = pd.DataFrame({
+        "sends": grouped.size(),
+        "bandit_expected_click_rate": grouped["click_rate"].mean(),
+        "best_click_rate": grouped["best"].mean(),
+        "uniform_click_rate": grouped["uniform"].mean(),
+        "regret": grouped.apply(lambda g: float((g["best"] - g["click_rate"]).sum()), include_groups=False),
+    })
+    days["best_single_click_rate"] = single.reindex(days.index) / days["sends"]
+    if "clicked" in frame:
+        days["clicks"] = grouped["clicked"].sum().astype(np.int64)
+        days["bandit_click_rate"] = days["clicks"] / days["sends"]
+    days = days.reset_index()
+    last = days.tail(last_days)
+    n = int(last["sends"].sum())
+
+    def weighted(column: str) -> float:
+        return float((last[column] * last["sends"]).sum() / n) if n else float("nan")
+
+    summary = {"days": int(len(last)), "sends": n, "regret": float(last["regret"].sum()),
+               **{c: weighted(c) for c in ("bandit_expected_click_rate", "best_click_rate", "best_single_click_rate",
+                                           "uniform_click_rate")}}  # fmt: skip
+    if "clicked" in frame:
+        summary["bandit_click_rate"] = float(last["clicks"].sum() / n) if n else float("nan")
+    for name, base in (("best", "best_click_rate"), ("best_single", "best_single_click_rate"), ("uniform", "uniform_click_rate")):
+        summary[f"expected_bandit_vs_{name}"] = summary["bandit_expected_click_rate"] / summary[base]
+        if "clicked" in frame:
+            summary[f"bandit_vs_{name}"] = summary["bandit_click_rate"] / summary[base]
+    return days, summary

@@ -30,26 +30,37 @@ USER_THEMES_KEY = dg.AssetKey(["marketing", "user_themes"])
 POSTERIORS_KEY = dg.AssetKey(["marketing", "variant_posteriors"])
 SENDS_KEY = dg.AssetKey(["marketing", "campaign_sends"])
 SENDS_TABLE = "marketing.campaign_sends"
-# Sends, opens and clicks per campaign, segment and variant: the feedback loop (a later
-# step) writes it; until then every posterior is its prior.
-VARIANT_COUNTS_TABLE = "feedback.campaign_variant_counts"
+# What each logged send earned (recs_pipeline/defs/campaign_feedback.py): the bandit's
+# counts; before the first responses every posterior is its prior.
+OUTCOMES_KEY = dg.AssetKey(["feedback", "campaign_send_outcomes"])
+OUTCOMES_TABLE = "feedback.campaign_send_outcomes"
+MESSAGE_EVENTS_TABLE = "staging.stg_message_events"
 # The primary segments of the dbt model marketing.segments (its accepted values).
 SEGMENTS = ("new_user", "lapsed_customer", "high_value", "category_lover", "active_shopper")
 TOP_THEMES = 3
 
 
 def load_variant_counts(db: Session) -> pd.DataFrame:
-    """``campaign, segment, variant, sends, clicks`` so far (``feedback.campaign_variant_counts``,
-    as ``attribution.campaign_results(..., by=("campaign", "segment", "variant"))``
-    counts them); no rows while that table does not exist."""
-    if not db.table_exists(VARIANT_COUNTS_TABLE):
+    """``campaign, segment, variant, sends, clicks`` of the sends measured so far
+    (``feedback.campaign_send_outcomes``); no rows while that table does not exist."""
+    if not db.table_exists(OUTCOMES_TABLE):
         return pd.DataFrame({"campaign": pd.Series([], dtype=object), "segment": pd.Series([], dtype=object),
                              "variant": pd.Series([], dtype=object), "sends": pd.Series([], dtype=np.int64),
                              "clicks": pd.Series([], dtype=np.int64)})
     return db.df(
-        f"SELECT campaign, segment, variant, sum(sends) AS sends, sum(clicks) AS clicks FROM {VARIANT_COUNTS_TABLE} "
+        f"SELECT campaign, segment, variant, count(*) AS sends, "
+        f"sum(CASE WHEN clicked THEN 1 ELSE 0 END) AS clicks FROM {OUTCOMES_TABLE} "
         "GROUP BY campaign, segment, variant ORDER BY campaign, segment, variant"
     ).astype({"sends": np.int64, "clicks": np.int64})
+
+
+def load_unsubscribed(db: Session) -> pd.Series:
+    """Every user who has unsubscribed (from any message: every channel stops)."""
+    if not db.table_exists(MESSAGE_EVENTS_TABLE):
+        return pd.Series([], dtype=object, name="user_id")
+    return db.df(
+        f"SELECT DISTINCT user_id FROM {MESSAGE_EVENTS_TABLE} WHERE event_type = 'unsubscribe' ORDER BY user_id"
+    )["user_id"]
 
 
 def send_day(db: Session) -> date:
@@ -154,13 +165,13 @@ def build_campaign_assets(settings: Settings) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=POSTERIORS_KEY,
-        deps=[dg.AssetKey(["marketing", "segments"])],
+        deps=[dg.AssetKey(["marketing", "segments"]), OUTCOMES_KEY],
         group_name="marketing",
         kinds={"duckdb"},
         pool="duckdb",
         description="The Beta posterior of the click rate of every campaign, segment and copy variant (the bandit "
-        "draws the variants from these): sends, clicks, alpha, beta, mean and a 95% interval. Until message "
-        "responses are counted (feedback.campaign_variant_counts) they are the Beta(1, 1) priors.",
+        "draws the variants from these): sends, clicks, alpha, beta, mean and a 95% interval, from the outcomes of "
+        "the sends so far (feedback.campaign_send_outcomes); the Beta(1, 1) priors before any.",
     )
     def variant_posteriors(warehouse: EngineResource) -> dg.MaterializeResult:
         from recs_pipeline.campaigns.bandit import posteriors
@@ -180,7 +191,7 @@ def build_campaign_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             meta = table_metadata(db, "marketing.variant_posteriors")
         return dg.MaterializeResult(
             metadata={**meta, "sends_counted": int(table["sends"].sum()),
-                      "counts_from": VARIANT_COUNTS_TABLE if len(counts) else "none yet: the priors"}  # fmt: skip
+                      "counts_from": OUTCOMES_TABLE if len(counts) else "none yet: the priors"}  # fmt: skip
         )
 
     @dg.asset(
@@ -189,7 +200,7 @@ def build_campaign_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             POSTERIORS_KEY, USER_THEMES_KEY, ITEM_THEMES_KEY,
             dg.AssetKey(["marketing", "segments"]), dg.AssetKey(["serving", "recommendations"]),
             dg.AssetKey(["features", "user_features"]), dg.AssetKey(["features", "item_features"]),
-            dg.AssetKey(["staging", "stg_events"]),
+            dg.AssetKey(["staging", "stg_events"]), dg.AssetKey(["staging", "stg_message_events"]),
         ],  # fmt: skip
         group_name="marketing",
         kinds={"duckdb"},
@@ -200,14 +211,9 @@ def build_campaign_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         f"in {cfg.cap_days} days). Each run writes the day after the newest event; rerunning a day replaces it.",
     )
     def campaign_sends(warehouse: EngineResource) -> dg.MaterializeResult:
-        from recs_pipeline.campaigns.bandit import choose_variants
-        from recs_pipeline.campaigns.copy import render
-        from recs_pipeline.campaigns.send_rules import drop_recent_purchases, eligible_sends, send_hours
-
         with warehouse.session(read_only=True) as db:
             day = send_day(db)
             now = pd.Timestamp(db.scalar("SELECT max(event_ts) FROM staging.stg_events"))
-            day_ts = pd.Timestamp(day)
             audience = db.df(
                 "SELECT s.user_id, s.segment, s.favourite_category AS category, t.theme_id, t.theme_name AS theme "
                 "FROM marketing.segments s LEFT JOIN marketing.user_themes t ON t.user_id = s.user_id AND t.rank = 1 "
@@ -241,40 +247,15 @@ def build_campaign_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 if db.table_exists(SENDS_TABLE) else None
             )  # fmt: skip
             posterior = db.df("SELECT * FROM marketing.variant_posteriors ORDER BY campaign, segment, variant")
+            unsubscribed = load_unsubscribed(db)
 
-        wanted = assemble.candidates(audience, cfg.channels)
-        # Nobody has unsubscribed yet: unsubscribes arrive with the message events (a later step).
-        kept, dropped = eligible_sends(wanted, consent, set(), recent, day_ts, cfg.frequency_cap, cfg.cap_days)
-        fresh = drop_recent_purchases(recs, purchases, now, cfg.recently_bought_days)
-        top_theme = audience.dropna(subset=["theme_id"]).set_index("user_id")["theme_id"]
-        item_theme = item_theme.set_index("item_id")["theme_id"]
-        parts = []
-        for channel in cfg.channels:
-            on_channel = kept[kept["channel"] == channel]
-            picked = assemble.pick_items(fresh[fresh["user_id"].isin(on_channel["user_id"])], top_theme, item_theme,
-                                         CAMPAIGN_CHANNELS[channel])  # fmt: skip
-            with_items = on_channel.merge(assemble.items_json(picked), on="user_id", how="left")
-            parts.append(with_items)
-        frame = pd.concat(parts, ignore_index=True) if parts else kept.iloc[:0]
-        empty = frame["items"].isna() if "items" in frame else pd.Series(True, index=frame.index)
-        dropped = pd.concat([dropped, frame[empty].assign(reason=assemble.NO_ITEMS, detail="")], ignore_index=True)
-        frame = frame[~empty].reset_index(drop=True)
-
-        chosen = []
-        for (campaign, channel), group in frame.groupby(["campaign", "channel"], sort=True):
-            seed = assemble.draw_seed(cfg.seed, day, campaign, channel)
-            picks = choose_variants(group[["user_id", "segment"]], posterior[posterior["campaign"] == campaign],
-                                    cfg.explore_share, seed)  # fmt: skip
-            chosen.append(picks.assign(channel=channel))
-        if chosen:
-            frame = frame.merge(pd.concat(chosen, ignore_index=True), on=["user_id", "channel"], how="left")
-        else:
-            frame = frame.assign(variant=pd.Series([], dtype=object), policy=pd.Series([], dtype=object))
-        frame["headline"], frame["preheader"] = render(frame) if len(frame) else (frame["variant"], frame["variant"])
-        frame["send_id"] = assemble.send_ids(frame["user_id"].tolist(), frame["channel"].tolist(), day)
-        frame["send_date"] = day
-        frame["send_at"] = assemble.send_times(frame["user_id"], send_hours(events), day)
-        rows = assemble.send_table(frame)
+        plan = assemble.plan_sends(
+            assemble.SendInputs(audience=audience, consent=consent, unsubscribed=unsubscribed, recent_sends=recent,
+                                recommendations=recs, recent_purchases=purchases, item_theme=item_theme,
+                                activity=events, posteriors=posterior),
+            day, now, cfg, CAMPAIGN_CHANNELS,
+        )  # fmt: skip
+        frame, dropped, wanted, rows = plan.sends, plan.dropped, plan.candidates, plan.rows
 
         with warehouse.session() as db:
             db.replace_partition(SENDS_TABLE, rows, "send_date", day)
@@ -312,13 +293,19 @@ def build_campaign_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
         name="campaign_sends_respect_the_rules",
         pool="duckdb",
         description=f"Over the whole send log: no user over {cfg.frequency_cap} messages per channel in any "
-        f"{cfg.cap_days}-day window, at most one per user, channel and day, none without marketing consent; "
+        f"{cfg.cap_days}-day window, at most one per user, channel and day, none without marketing consent, none "
+        "planned after the user unsubscribed; "
         "the metadata shows a preview.",
     )
     def campaign_sends_respect_the_rules(warehouse: EngineResource) -> dg.AssetCheckResult:
         with warehouse.session(read_only=True) as db:
             log = db.df(f"SELECT user_id, channel, send_at FROM {SENDS_TABLE} ORDER BY user_id, channel, send_at")
             consent = db.df("SELECT user_id, marketing_consent FROM features.user_features ORDER BY user_id")
+            unsubscribed_at = (
+                db.df(f"SELECT user_id, min(event_ts) AS first_ts FROM {MESSAGE_EVENTS_TABLE} "
+                      "WHERE event_type = 'unsubscribe' GROUP BY user_id ORDER BY user_id").set_index("user_id")["first_ts"]
+                if db.table_exists(MESSAGE_EVENTS_TABLE) else None
+            )  # fmt: skip
             days = db.scalar(f"SELECT count(DISTINCT send_date) FROM {SENDS_TABLE}")
             sample = db.df(
                 f"SELECT user_id, channel, variant, policy, segment, send_at, headline, preheader, items "
@@ -326,7 +313,7 @@ def build_campaign_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
                 "ORDER BY send_id LIMIT 3"
             )
         broken = assemble.rule_violations(log, consent.set_index("user_id")["marketing_consent"],
-                                          cfg.frequency_cap, cfg.cap_days)  # fmt: skip
+                                          cfg.frequency_cap, cfg.cap_days, unsubscribed_at)  # fmt: skip
         return dg.AssetCheckResult(
             passed=not any(broken.values()),
             metadata={"sends": len(log), "days": int(days or 0), **broken, "preview": dg.MetadataValue.md(_preview(sample))},

@@ -101,19 +101,26 @@ def build_simulation(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleD
     @dg.op(description="Simulate the synthetic shop's next day, shoppers seeing the published lists.")
     def simulate_next_shop_day(context: dg.OpExecutionContext, warehouse: EngineResource) -> None:
         from recs_pipeline.privacy import Pseudonymizer
-        from recs_pipeline.synthetic.continuation import NoListsError, continue_landing_zone, shop_lists_from_warehouse
+        from recs_pipeline.synthetic.continuation import (
+            NoListsError,
+            continue_landing_zone,
+            lists_from_warehouse,
+            pseudonym_map,
+            sends_from_warehouse,
+        )
 
+        # The warehouse holds pseudonyms: the shop hashes its own ids with the same key.
+        user_map = pseudonym_map(settings.landing_dir, Pseudonymizer.from_settings(settings.privacy).many)
+        engine = warehouse.engine() if Path(warehouse.path).exists() else None
         try:
-            # The warehouse holds pseudonyms: the shop hashes its own ids with the same key.
-            pseudonymize = Pseudonymizer.from_settings(settings.privacy).many
-            engine = warehouse.engine() if Path(warehouse.path).exists() else None
-            lists = shop_lists_from_warehouse(engine, settings.landing_dir, pseudonymize)
+            lists = lists_from_warehouse(engine, user_map)
         except NoListsError as exc:
             context.log.warning(f"{exc}: simulating without recommendations")
             lists = None
-        report = continue_landing_zone(settings.landing_dir, 1, lists)
+        report = continue_landing_zone(settings.landing_dir, 1, lists, sends_from_warehouse(engine, user_map))
         context.log.info(
-            f"wrote {report.days[0]}: {report.n_events_written} lines, {report.n_impressions} impressions"
+            f"wrote {report.days[0]}: {report.n_events_written} lines, {report.n_impressions} impressions, "
+            f"{report.n_sends_answered} campaign sends delivered"
         )
 
     @dg.job(name="simulate_shop_day_job", description="The synthetic shop lives one more day (demo data).")

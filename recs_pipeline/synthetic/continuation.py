@@ -17,9 +17,10 @@ import pandas as pd
 
 from recs_pipeline.engine import Engine
 from recs_pipeline.synthetic.dirt import DEFECT_KINDS
-from recs_pipeline.synthetic.shop import SyntheticShop, _write_text, write_day, write_snapshots
+from recs_pipeline.synthetic.shop import TRACKED_EVENT_COLUMNS, SyntheticShop, _write_text, write_day, write_snapshots
 
 ListsForDay = Callable[[date], pd.DataFrame | None]
+SendsForDay = Callable[[date], pd.DataFrame | None]
 
 
 class NoListsError(RuntimeError):
@@ -56,6 +57,31 @@ def lists_from_warehouse(engine: Engine | None, user_map: Mapping[str, str] | No
     return lists_for_day
 
 
+def sends_from_warehouse(engine: Engine | None, user_map: Mapping[str, str]) -> SendsForDay:
+    """day -> the campaign sends dated that day (``marketing.campaign_sends``, the
+    columns of :data:`~recs_pipeline.synthetic.messages.SEND_COLUMNS`) with the shop's
+    own user ids; None when there are none (no campaigns yet, or campaigns off)."""
+    from recs_pipeline.synthetic.messages import SEND_COLUMNS
+
+    sends = None
+    if engine is not None:
+        with engine.session(read_only=True) as db:
+            if db.table_exists("marketing.campaign_sends"):
+                sends = db.df(f"SELECT send_date, {', '.join(SEND_COLUMNS)} FROM marketing.campaign_sends ORDER BY send_id")
+    if sends is not None:
+        sends["user_id"] = sends["user_id"].map(user_map)
+        sends = sends.dropna(subset=["user_id"])
+        sends["send_date"] = pd.to_datetime(sends["send_date"]).dt.date
+
+    def sends_for_day(day: date) -> pd.DataFrame | None:
+        if sends is None:
+            return None
+        today = sends[sends["send_date"] == day]
+        return today.drop(columns="send_date").reset_index(drop=True) if len(today) else None
+
+    return sends_for_day
+
+
 def pseudonym_map(landing_dir: Path, pseudonymize: Callable[[list[str]], list[str]]) -> dict[str, str]:
     """pseudonym -> shop user id for every user of the generated shop. The shop knows
     the pipeline's key (settings) and hashes its own ids: no reverse table is stored."""
@@ -64,26 +90,30 @@ def pseudonym_map(landing_dir: Path, pseudonymize: Callable[[list[str]], list[st
     return dict(zip(pseudonymize(ids), ids))
 
 
-def shop_lists_from_warehouse(engine: Engine | None, landing_dir: Path, pseudonymize: Callable[[list[str]], list[str]]) -> ListsForDay:
-    """:func:`lists_from_warehouse` with the shop's own user ids."""
-    return lists_from_warehouse(engine, pseudonym_map(landing_dir, pseudonymize))
-
-
 @dataclass
 class ContinuationReport:
     days: list[date]
     n_events_written: int
     n_impressions: int
     n_defects: dict[str, int] = field(default_factory=dict)
+    n_sends_answered: int = 0  # campaign sends delivered (their responses may come later)
+    n_message_events: int = 0
 
 
-def continue_landing_zone(landing_dir: Path, n_days: int, lists_for_day: ListsForDay | None = None) -> ContinuationReport:
+def continue_landing_zone(
+    landing_dir: Path, n_days: int, lists_for_day: ListsForDay | None = None, sends_for_day: SendsForDay | None = None
+) -> ContinuationReport:
     """Simulate ``n_days`` more days after the last one in ``landing_dir``.
 
     ``lists_for_day(day)`` returns the lists in force that day (user_id, item_id, rank)
-    or None. The day files, the defects ground truth and the simulator state are
-    updated; the catalogue and user snapshots are rewritten as of the new last day.
+    or None; ``sends_for_day(day)`` the campaign sends dated that day (see
+    :func:`sends_from_warehouse`), which the shop's message tool delivers and whose
+    recipients answer (:mod:`recs_pipeline.synthetic.messages`). The day files, the
+    defects ground truth and the simulator state are updated; the catalogue and user
+    snapshots are rewritten as of the new last day.
     """
+    from recs_pipeline.synthetic import messages as tool
+
     landing_dir = Path(landing_dir)
     state = landing_dir / "_truth" / "state.npz"
     shop = SyntheticShop.load_state(state)
@@ -92,9 +122,24 @@ def continue_landing_zone(landing_dir: Path, n_days: int, lists_for_day: ListsFo
     defects_path = landing_dir / "_truth" / "defects.csv"
     truth_lines = defects_path.read_text().splitlines()[1:] if defects_path.exists() else []
     counts = {kind: 0 for kind in DEFECT_KINDS}
-    n_lines = n_impressions = 0
+    n_lines = n_impressions = n_sends = n_messages = 0
+    truth = landing_dir / "_truth"
+    appeal = tool.campaign_appeal(shop.config.seed)
+    appeal.to_csv(truth / tool.APPEAL_FILE, index=False)
+    pending = tool.read_pending(truth)
+    prices = pd.Series(shop.item_price, index=shop.item_ids)
     for day in days:
-        path, lines, defects = write_day(shop, landing_dir, day, lists_for_day(day) if lists_for_day else None)
+        sends = sends_for_day(day) if sends_for_day else None
+        if sends is not None:
+            answered = tool.message_events(sends, appeal, prices, seed=shop.config.seed + day.toordinal())
+            pending = answered if pending is None else pd.concat([pending, answered], ignore_index=True)
+            n_sends += len(sends)
+        due = None
+        if pending is not None:
+            due, pending = tool.due_on(pending, day)
+            n_messages += len(due)
+        path, lines, defects = write_day(shop, landing_dir, day, lists_for_day(day) if lists_for_day else None, due,
+                                         columns=TRACKED_EVENT_COLUMNS)  # fmt: skip
         name = f"events/{path.name}"
         truth_lines = [t for t in truth_lines if not t.startswith(name + ",")]
         truth_lines += [f"{name},{line},{kind}" for line, kind in defects]
@@ -103,6 +148,8 @@ def continue_landing_zone(landing_dir: Path, n_days: int, lists_for_day: ListsFo
             counts[kind] += 1
         n_lines += lines
     _write_text(defects_path, ("file", "line", "kind"), truth_lines)
+    tool.write_pending(truth, pending if pending is not None else pd.DataFrame())
     write_snapshots(shop, landing_dir, days[-1] if days else last)
     shop.save_state(state)
-    return ContinuationReport(days=days, n_events_written=n_lines, n_impressions=n_impressions, n_defects=counts)
+    return ContinuationReport(days=days, n_events_written=n_lines, n_impressions=n_impressions, n_defects=counts,
+                              n_sends_answered=n_sends, n_message_events=n_messages)  # fmt: skip

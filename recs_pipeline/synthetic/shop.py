@@ -46,6 +46,10 @@ from recs_pipeline.synthetic.vocabulary import (
 
 # The landing-zone contract with the ingestion code.
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "event_ts", "quantity", "price", "session_id", "search_query")
+# The days simulated after generation (recs simulate) also carry the campaign message a
+# response answers: the shop "starts tracking campaigns" then, a field added to the
+# files, never lost from one day to the next.
+TRACKED_EVENT_COLUMNS = (*EVENT_COLUMNS, "send_id")
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "description", "in_stock", "launch_date")
 # The user profile file also carries direct identifiers, as a real shop's export does:
 # the pipeline must never load them (docs/privacy.md; they are not canonical columns).
@@ -806,18 +810,33 @@ def _write_text(path: Path, header: tuple[str, ...], lines: list[str]) -> None:
 
 
 def write_day(
-    shop: SyntheticShop, landing_dir: Path, day: date, recommendations: pd.DataFrame | None = None
+    shop: SyntheticShop,
+    landing_dir: Path,
+    day: date,
+    recommendations: pd.DataFrame | None = None,
+    messages: pd.DataFrame | None = None,
+    columns: tuple[str, ...] = EVENT_COLUMNS,
 ) -> tuple[Path, int, list[tuple[int, str]]]:
     """Simulate ``day`` and write ``events/<day>.csv`` with its injected defects.
 
+    ``messages``: the day's campaign message events (synthetic.messages), merged in by
+    time; their purchases are the shop's purchases too (buy-again ground truth).
+    ``columns``: the file's fields (:data:`TRACKED_EVENT_COLUMNS` for messages).
     Returns the file, its number of event lines and the ``(line, kind)`` of each defect.
     """
     frame = shop.simulate_day(day, recommendations)
-    lines = _events_text(frame)
+    if messages is not None and len(messages):
+        bought = messages[messages["event_type"] == "purchase"]
+        users, items = shop._user_index.get_indexer(bought["user_id"]), shop._item_index.get_indexer(bought["item_id"])
+        known = (users >= 0) & (items >= 0)
+        shop._record_purchases(users[known], items[known], np.full(int(known.sum()), day.toordinal()))
+        frame = pd.concat([frame, messages[list(columns)]], ignore_index=True)
+        frame = frame.sort_values("event_ts", kind="stable").reset_index(drop=True)
+    lines = _events_text(frame.reindex(columns=list(columns)))
     can_template = (frame["item_id"].notna() & frame["price"].notna()).to_numpy()
     lines, defects = inject_defects(lines, can_template, day, shop.config.dirt_rate, shop._day_rng(day, DIRT_STREAM))
     path = Path(landing_dir) / "events" / f"{day.isoformat()}.csv"
-    _write_text(path, EVENT_COLUMNS, lines)
+    _write_text(path, columns, lines)
     return path, len(lines), defects
 
 
