@@ -78,6 +78,35 @@ def built(small_shop, tmp_path_factory):
     return settings, defs, first
 
 
+def test_rerunning_the_loop_on_the_same_data_changes_nothing(built, tmp_path):
+    """Outcomes, posteriors, sends and results of a rerun equal the first run's: the day
+    just planned has no outcome yet, so it does not feed its own posteriors (the bug a
+    backfill run twice once showed)."""
+    import shutil
+
+    from recs_pipeline.defs.campaign_feedback import RESULTS_KEY
+    from recs_pipeline.defs.campaigns import OUTCOMES_KEY, POSTERIORS_KEY
+
+    settings, _, _ = built
+    shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
+    copy = settings_for(tmp_path, RECS_LANDING_DIR=str(settings.landing_dir), RECS_RANKER="0",
+                        RECS_CAMPAIGNS_FREQUENCY_CAP=str(CAP))  # fmt: skip
+    defs = build_defs(copy)
+    tables = ("feedback.campaign_send_outcomes", "marketing.variant_posteriors", "marketing.campaign_sends",
+              "feedback.campaign_results")  # fmt: skip
+
+    def contents():
+        with connection(copy.warehouse_path, read_only=True) as con:
+            return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
+
+    loop = [OUTCOMES_KEY, POSTERIORS_KEY, SENDS_KEY, RESULTS_KEY]
+    run(defs, loop)
+    first = contents()
+    run(defs, loop)
+    assert contents() == first
+    assert first["marketing.campaign_sends"] and not first["feedback.campaign_send_outcomes"]
+
+
 @pytest.fixture(scope="module")
 def three_days(built):
     """Days 1-3 of sends (day 2 run twice), each with its check and rows."""

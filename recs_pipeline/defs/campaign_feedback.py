@@ -54,8 +54,8 @@ def build_campaign_feedback_assets(settings: Settings) -> list[dg.AssetsDefiniti
         group_name="feedback",
         kinds={"duckdb"},
         pool="duckdb",
-        description="One row per logged campaign send (marketing.campaign_sends of the earlier runs) with what "
-        "it earned: delivered, opened, clicked, converted, revenue, unsubscribed. A response carrying a send_id "
+        description="One row per logged campaign send up to the newest day of events (marketing.campaign_sends "
+        "of the earlier runs; the day being planned has no outcome yet) with what it earned: delivered, opened, clicked, converted, revenue, unsubscribed. A response carrying a send_id "
         f"goes to that send; one without goes to the user's latest send before it ({windows}). Each response is "
         "credited once, each send counts each kind once.",
     )
@@ -63,9 +63,13 @@ def build_campaign_feedback_assets(settings: Settings) -> list[dg.AssetsDefiniti
         from recs_pipeline.campaigns.attribution import outcome_table
 
         with warehouse.session(read_only=True) as db:
+            # Only the sends of the days the data has reached: the day a run plans (the one
+            # after the newest event) has no outcome yet, so rerunning a run finds the
+            # outcomes, posteriors and sends its first attempt found.
             sends = (
                 db.df(f"SELECT send_id, send_date, user_id, channel, campaign, segment, variant, policy, send_at "
-                      f"FROM {SENDS_TABLE} ORDER BY send_id")
+                      f"FROM {SENDS_TABLE} WHERE send_date <= (SELECT max(event_date) FROM staging.stg_events) "
+                      "ORDER BY send_id")
                 if db.table_exists(SENDS_TABLE) else None
             )  # fmt: skip
             since = sends["send_at"].min() if sends is not None and len(sends) else None
