@@ -35,6 +35,20 @@ def test_definitions_load_with_every_layer(tmp_path):
     assert graph.get(dg.AssetKey(["features", "interactions"])).partitions_def is None
 
 
+def test_the_published_snapshot_waits_for_every_step_of_the_nightly_run(tmp_path):
+    """Every asset the nightly job materialises is upstream of the snapshot, or comes out
+    of the same step as one that is; else the snapshot could be taken before it."""
+    defs = build_defs(settings_for(tmp_path))
+    graph = defs.resolve_asset_graph()
+    snapshot = dg.AssetKey(["published", "warehouse_snapshot"])
+    before = dg.AssetSelection.assets(snapshot).upstream().resolve(graph)
+    nightly = defs.resolve_job_def("nightly_job").asset_layer.selected_asset_keys
+    steps_before = {graph.get(k).assets_def for k in before}
+    later = {k.to_user_string() for k in nightly - before if graph.get(k).assets_def not in steps_before}
+    assert later == set()
+    assert dg.AssetKey(["feedback", "campaign_results"]) in before
+
+
 def test_quality_checks_are_blocking(tmp_path):
     defs = build_defs(settings_for(tmp_path))
     checks = {spec.name: spec for checks_def in defs.asset_checks for spec in checks_def.check_specs}
