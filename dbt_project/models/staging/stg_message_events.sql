@@ -1,9 +1,11 @@
-{#- One day at a time, as stg_events. -#}
+{#- One day at a time on DuckDB, as stg_events. On Spark a whole (small) table rebuilt
+    from int_events_validated each run: a shop without message events would leave an
+    empty partitioned folder (a dynamic overwrite writes no file, not even the schema),
+    which the next process cannot register, and every later model reading it would fail. -#}
 {{ config(
-    materialized='incremental',
-    incremental_strategy='insert_overwrite' if target.type == 'spark' else 'delete+insert',
+    materialized='table' if target.type == 'spark' else 'incremental',
+    incremental_strategy=none if target.type == 'spark' else 'delete+insert',
     unique_key=none if target.type == 'spark' else 'partition_date',
-    partition_by=['partition_date'] if target.type == 'spark' else none,
     tags=['daily'],
 ) }}
 {#- Clean, de-duplicated campaign message events from the shop's e-mail or push tool:
