@@ -91,6 +91,25 @@ def test_top_n_for_a_subset_of_users_matches_the_full_run(trained):
     )
 
 
+def test_scores_do_not_depend_on_how_the_users_are_batched(trained):
+    """The lists and their scores are bit for bit the same whatever the batch size (as on
+    Spark, whose partitions split the users elsewhere), and each score is the model's
+    u.v + b_u + b_i to float32 rounding, in rank order."""
+    model, data = trained
+    whole = top_n(model, 10, data.user_features, data.item_features, batch_size=4096)
+    for batch_size in (1, 7, 64):
+        split = top_n(model, 10, data.user_features, data.item_features, batch_size=batch_size)
+        for field in ("user", "rank", "item", "score"):
+            np.testing.assert_array_equal(getattr(split, field), getattr(whole, field))
+    user_biases, user_embeddings = model.get_user_representations(data.user_features)
+    item_biases, item_embeddings = model.get_item_representations(data.item_features)
+    expected = (user_embeddings[whole.user].astype(np.float64) * item_embeddings[whole.item]).sum(axis=1)
+    expected += user_biases[whole.user].astype(np.float64) + item_biases[whole.item]
+    np.testing.assert_allclose(whole.score, expected, rtol=1e-6)
+    same_user = whole.user[1:] == whole.user[:-1]
+    assert (whole.score[1:][same_user] <= whole.score[:-1][same_user]).all()
+
+
 def test_to_frame_translates_indices_to_ids(trained):
     model, data = trained
     frame = top_n(model, 3, data.user_features, data.item_features, users=np.array([1])).to_frame(

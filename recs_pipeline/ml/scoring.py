@@ -445,8 +445,8 @@ def top_n(
         # A -inf bias masks the item inside the product (cheaper than masking every batch).
         item_biases = np.where(item_mask, item_biases, -np.inf).astype(item_biases.dtype)
     users = np.asarray(users)
+    users_plus, items_plus_t = _plus_factors(user_biases, user_embeddings, item_biases, item_embeddings)
     if map_batches is not None:
-        users_plus, items_plus_t = _plus_factors(user_biases, user_embeddings, item_biases, item_embeddings)
         shared = {"items_plus_t": items_plus_t.astype(np.float32, copy=False), "n": n, "exclude": exclude}
         rows = map_batches(user_factor_frame(users_plus, users), top_n_of_factor_batch, RANKED_SCHEMA, shared)
         # Executors return partitions in any order: put the users back in the order asked
@@ -457,9 +457,35 @@ def top_n(
         if len(position) > 1 and (np.diff(position) < 0).any():
             order = np.argsort(position, kind="stable")
             columns = [column[order] for column in columns]
-        return Ranked(*columns)
+        return exact_scores(Ranked(*columns), users_plus, items_plus_t)
     batches = score_batches(user_biases, user_embeddings, item_biases, item_embeddings, users, batch_size)
-    return rank_score_batches(batches, n, exclude)
+    return exact_scores(rank_score_batches(batches, n, exclude), users_plus, items_plus_t)
+
+
+def exact_scores(ranked: Ranked, users_plus: np.ndarray, items_plus_t: np.ndarray, chunk: int = 65_536) -> Ranked:
+    """The chosen items' scores recomputed one dot product each, in float64, and each
+    user's items re-ordered by them (ties to the lower item).
+
+    A float32 matrix product rounds a score by how BLAS splits the batch it is in, and
+    batches differ between engines (Spark's partitions) and machines: the last digits of
+    a list's scores, and the order of near-ties, would differ with them. A row-wise sum
+    over the factors does not depend on the batch. Chunks of ``chunk`` recommendations
+    bound the memory."""
+    if len(ranked.user) == 0:
+        return ranked
+    items_plus = items_plus_t.T
+    score = np.empty(len(ranked.user), dtype=np.float64)
+    for start in range(0, len(score), chunk):
+        part = slice(start, start + chunk)
+        u = users_plus[ranked.user[part]].astype(np.float64)
+        v = items_plus[ranked.item[part]].astype(np.float64)
+        score[part] = (u * v).sum(axis=1)
+    # A masked item (a -inf bias) keeps the product's -inf; nothing else is non-finite.
+    score = np.where(np.isfinite(ranked.score), score, ranked.score).astype(np.float32)
+    # Rows of a user are contiguous and in rank order: sort within each user's block.
+    block = np.concatenate([[0], np.cumsum(ranked.user[1:] != ranked.user[:-1])])
+    order = np.lexsort((ranked.item, -score.astype(np.float64), block))
+    return Ranked(ranked.user[order], ranked.rank, ranked.item[order], score[order])
 
 
 def score_cold_users(
