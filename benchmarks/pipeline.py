@@ -237,13 +237,22 @@ def measure_run(data_dir: Path, day: date | None, raw_lines: int, env_extra: dic
 
 def evaluation_figures(data_dir: Path) -> dict[str, float]:
     """The hold-out precision@10 of every strategy (and the model's AUC) the run wrote to
-    ml.evaluation: what the speed-ups cost in quality, if anything."""
+    ml.evaluation and ml.ranker_evaluation: what the speed-ups cost in quality, if anything."""
     import duckdb
 
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute(
             "SELECT strategy, metric, value FROM ml.evaluation WHERE metric IN ('precision@10', 'auc') ORDER BY ALL"
         ).fetchall()
+        # The ranker and TIFU-KNN are scored by ml/ranker, on the same hold-out users.
+        has_ranker = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ml' AND table_name = 'ranker_evaluation'"
+        ).fetchall()[0][0]
+        if has_ranker:
+            rows += con.execute(
+                "SELECT strategy, metric, value FROM ml.ranker_evaluation "
+                "WHERE metric = 'precision@10' AND strategy IN ('ranker', 'tifu_knn') ORDER BY ALL"
+            ).fetchall()
     return {f"{strategy}/{metric}": value for strategy, metric, value in rows}
 
 
