@@ -185,9 +185,9 @@ class RankingSettings:
     # Labelled users per training cut-off (a fixed sample by hash): LightGBM's time grows with
     # them, and the `make run` shop has ~1,600 a cut-off.
     train_users: int = 5_000
-    # Interaction updates (interactions x epochs) of a LightFM trained for a past cut-off
-    # when no stored hold-out model fits it (a first run): 12M keeps the `make run` shop's
-    # 20 epochs and gives the 10M-event shop 2 instead of 5.
+    # Interaction updates (interactions x epochs) of the LightFM of a training cut-off (it
+    # only proposes candidates; trained once a week and stored): 12M keeps the `make run`
+    # shop's 20 epochs and gives the 10M-event shop 2 instead of 5.
     cutoff_model_max_updates: int = 12_000_000
     batch_users: int = 20_000  # users per block when scoring (bounds memory)
     # TIFU-KNN: the paper's defaults (k, r_b, r_g, alpha, m).

@@ -225,6 +225,47 @@ def test_the_ranking_stage_is_evaluated_gated_and_its_lists_name_their_sources(b
     assert len(check) == 1 and check[0].passed == pointer["promoted"]
 
 
+def test_a_rerun_of_the_ranker_loads_its_cutoff_models_and_scores_the_same(built, tmp_path):
+    """A training cut-off's LightFM is stored by the hash of its inputs: rerunning
+    ml/ranker on the same data trains none (no new model, the stored ones unchanged) and
+    gives the same evaluation; every stored model ends before the cut-offs it serves."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from recs_pipeline.defs.ranking import CUTOFF_MODELS, training_cutoffs
+
+    settings, _, days, landing = built
+    shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
+    shutil.copytree(settings.model_dir, tmp_path / "models")
+    copy = settings_for(tmp_path, RECS_LANDING_DIR=str(landing))
+    cache = copy.model_dir / CUTOFF_MODELS
+    stored = {d.name: (d / "model.npz").read_bytes() for d in cache.iterdir()}
+    assert stored, "the full run trained the cut-off models"
+    with connection(copy.warehouse_path, read_only=True) as con:
+        first_event, last_event = con.execute("SELECT min(event_ts), max(event_ts) FROM staging.stg_events").fetchone()
+    holdout_days = copy.model.holdout_days
+    first_holdout = pd.Timestamp(last_event).normalize() + pd.Timedelta(days=1 - holdout_days)
+    cutoffs = [str(c.date()) for c in training_cutoffs(first_holdout, pd.Timestamp(first_event), holdout_days,
+                                                       copy.ranking.cutoffs)]  # fmt: skip
+    assert cutoffs
+    horizons = [json.loads((cache / name / "metrics.json").read_text())["training"]["horizon"] for name in stored]
+    assert all(h < c for h in horizons for c in cutoffs)
+
+    def evaluation():
+        with connection(copy.warehouse_path, read_only=True) as con:
+            return con.execute("SELECT * FROM ml.ranker_evaluation ORDER BY ALL").fetchall()
+
+    first = evaluation()
+    job = build_defs(copy).resolve_job_def("nightly_job")
+    result = job.execute_in_process(asset_selection=[dg.AssetKey(["ml", "ranker"])],
+                                    tags={RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()})  # fmt: skip
+    assert result.success
+    assert {d.name: (d / "model.npz").read_bytes() for d in cache.iterdir()} == stored
+    assert evaluation() == first
+
+
 def test_campaign_content_respects_consent_and_recent_purchases(built):
     settings, _, _, _ = built
     with connection(settings.warehouse_path, read_only=True) as con:

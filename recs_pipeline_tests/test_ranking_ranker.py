@@ -89,3 +89,19 @@ def test_the_ranker_learns_which_source_and_feature_matter_and_is_repeatable():
     assert set(ranked["generator"]) <= {"a", "b"} and ranked.groupby("user_id").size().eq(3).all()
     again = rank_candidates(train_ranker([_labelled(1), _labelled(2)], params, generators=["a", "b"]), test, n=3)
     pd.testing.assert_frame_equal(ranked, again)
+
+
+def test_a_training_cutoffs_lightfm_is_the_same_model_for_a_week_of_nights():
+    """Rolling cut-offs share the model of the grid step that holds them: it starts on
+    or before the cut-off (never after: it would see the cut-off's labels), within
+    ``days`` of it, and changes once every ``days`` nights."""
+    from itertools import groupby
+
+    from recs_pipeline.defs.ranking import model_cutoff
+
+    nights = pd.date_range("2026-10-01 06:00", periods=30, freq="D")
+    starts = [model_cutoff(night, 7) for night in nights]
+    assert all(s <= night < s + pd.Timedelta(days=7) for s, night in zip(starts, nights))
+    assert {s.day_name() for s in starts} == {"Monday"} and all(s == s.normalize() for s in starts)
+    assert [len(list(run)) for _, run in groupby(starts)][1:-1] == [7, 7, 7]
+    assert model_cutoff(pd.Timestamp("2026-10-05"), 7) == pd.Timestamp("2026-10-05")  # a Monday is its own start

@@ -285,7 +285,7 @@ def build_ml_assets(settings: Settings) -> list:
                                                                                  "context": context}})
         # Kept for as many nights as the ranking stage looks back: its training cut-off
         # `holdout_days` earlier is ranked with the hold-out model of that night.
-        prune_models(store, keep=2 + cfg.holdout_days * settings.ranking.cutoffs)
+        prune_models(store, keep=2)
         rows = [
             {"strategy": s, "metric": m, "value": float(v)} for s, ms in report.metrics.items() for m, v in ms.items()
         ]

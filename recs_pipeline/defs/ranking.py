@@ -3,6 +3,7 @@ cut-offs, evaluated on the hold-out next to the slot blend and TIFU-KNN, and pro
 to serve when it beats them. The maths lives in recs_pipeline.ranking."""
 
 import json
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from recs_pipeline.defs.ml import (
 from recs_pipeline.ml import metrics as ranking_metrics
 from recs_pipeline.ml import scoring
 from recs_pipeline.ml.matrices import TrainingData, build_training_data
-from recs_pipeline.ml.model import fit_model, load_model
+from recs_pipeline.ml.model import fit_model, load_model, save_model
 from recs_pipeline.ranking import stage
 from recs_pipeline.ranking.ranker import RankerParams, load_ranker, rank_candidates, save_ranker, train_ranker
 from recs_pipeline.ranking.tifu_knn import TifuParams
@@ -40,6 +41,9 @@ from recs_pipeline.settings import RankingSettings, Settings
 RANKERS = "ranker"  # sub-folder of the model store
 RANKER_POINTER = "serving.json"  # in RANKERS: the ranker that serves, or why none does
 KEEP_RANKERS = 4
+CUTOFF_MODELS = "ranker_cutoffs"  # sub-folder of the model store: LightFM models of training cut-offs, by input hash
+KEEP_CUTOFF_MODELS = 6  # a night uses `cutoffs` of them; the rest serve a rerun of an older day
+CUTOFF_GRID_ORIGIN = pd.Timestamp("1970-01-05")  # a Monday: weekly cut-offs fall on Mondays
 
 
 def stage_params(cfg: RankingSettings, depth: int | None = None) -> stage.StageParams:
@@ -123,34 +127,66 @@ def _tokens(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
     return users, item_feature_tokens(db)
 
 
-def lightfm_before(db: Session, settings: Settings, store: ModelStoreResource, cutoff: pd.Timestamp):
-    """A LightFM hybrid that has seen only the interactions before ``cutoff``, and those
-    interactions in its index space: the ``model`` candidates of a cut-off.
+def lightfm_before(db: Session, settings: Settings, store: ModelStoreResource, cutoff: pd.Timestamp,
+                   holdout: bool = False):  # fmt: skip
+    """A LightFM hybrid that has seen only interactions before ``cutoff``, and the
+    interactions before ``cutoff`` in its index space: the ``model`` candidates of a cut-off.
 
-    ml/evaluation keeps its hold-out models, so the hold-out's is the one it trained
-    tonight and a training cut-off ``holdout_days`` earlier finds the one it trained
-    that many nights ago. Only when none matches (a first run) is one trained here, from
-    scratch: the hold-out's own model would have seen the cut-off's labels.
+    At the hold-out (``holdout``) it is the model ml/evaluation trained tonight. At a
+    training cut-off it is the model of the interactions before ``model_cutoff(cutoff)``,
+    the Monday-aligned week start at or before it (for ``holdout_days`` 7): a pure
+    function of those inputs, stored under their hash in ``CUTOFF_MODELS``. The cut-offs
+    roll with the hold-out, but the model stays the same for ``holdout_days`` nights, so
+    those nights load it instead of training it again, and a full run over the same
+    days loads or trains the very same one. The hold-out's own model would have seen the
+    cut-off's labels, so it is never used here.
     """
     cfg = settings.model
-    at = f"TIMESTAMP '{cutoff}'"
-    interactions = db.df(weighted_interactions_sql(settings, f"event_ts < {at}", at, db) + " ORDER BY user_id, item_id")
-    user_tokens, item_tokens = _tokens(db)
     identity = (cfg.user_identity_weight, cfg.item_identity_weight)
-    found = stored_holdout_model(store.root / EVALUATION_MODELS, str((cutoff - pd.Timedelta(days=1)).date()),
-                                 asdict(model_params(cfg)), evaluation_context(cfg))  # fmt: skip
-    if found is not None:
-        model, mappings, _, _ = load_model(found)
-        return model, training_data_for(mappings, interactions, user_tokens, item_tokens, identity)
-    data = build_training_data(interactions, user_tokens, item_tokens, "hybrid", *identity)
-    # A first run has no stored model for a past cut-off: this one only proposes the
-    # ranker's training candidates, so it gets a smaller budget of updates (at L, a fifth
-    # of a full training; the `make run` shop keeps its 20 epochs).
+
+    def interactions_before(moment: pd.Timestamp) -> pd.DataFrame:
+        at = f"TIMESTAMP '{moment}'"
+        return db.df(weighted_interactions_sql(settings, f"event_ts < {at}", at, db) + " ORDER BY user_id, item_id")
+
+    interactions = interactions_before(cutoff)
+    user_tokens, item_tokens = _tokens(db)
+    if holdout:
+        found = stored_holdout_model(store.root / EVALUATION_MODELS, str((cutoff - pd.Timedelta(days=1)).date()),
+                                     asdict(model_params(cfg)), evaluation_context(cfg))  # fmt: skip
+        if found is not None:
+            model, mappings, _, _ = load_model(found)
+            return model, training_data_for(mappings, interactions, user_tokens, item_tokens, identity)
+    # A training cut-off's model only proposes the ranker's training candidates, so it
+    # gets a smaller budget of updates (at L, a fifth of a full training; the `make run`
+    # shop keeps its 20 epochs). Users who signed up after it stay out of its inputs:
+    # they would change its hash night after night and have nothing to learn from.
     params = replace(model_params(cfg), max_updates=min(cfg.max_updates or 1 << 62,
                                                          settings.ranking.cutoff_model_max_updates))  # fmt: skip
-    model, _ = fit_model(data.interactions, params, data.mappings, data.user_features, data.item_features,
-                         data.weights)  # fmt: skip
-    return model, data
+    trained_before = model_cutoff(cutoff, settings.model.holdout_days) if not holdout else cutoff
+    seen = interactions_before(trained_before) if trained_before < cutoff else interactions
+    user_tokens_seen = user_tokens[user_tokens["user_id"].isin(seen["user_id"])].reset_index(drop=True)
+    cache = store.root / CUTOFF_MODELS
+    directory = cache / data_version((seen, user_tokens_seen, item_tokens), asdict(params), evaluation_context(cfg),
+                                     str(trained_before))  # fmt: skip
+    if (directory / "model.npz").exists():
+        model, mappings, _, _ = load_model(directory)
+        os.utime(directory)  # pruning goes by modification time: a model in use is a recent one
+    else:
+        data = build_training_data(seen, user_tokens_seen, item_tokens, "hybrid", *identity)
+        model, _ = fit_model(data.interactions, params, data.mappings, data.user_features, data.item_features,
+                             data.weights)  # fmt: skip
+        mappings = data.mappings
+        save_model(directory, model, mappings, params,
+                   {"training": {"horizon": str((trained_before - pd.Timedelta(days=1)).date()), "role": "cutoff"}})  # fmt: skip
+        prune_folders(cache, keep=KEEP_CUTOFF_MODELS, protect=directory.name)
+    return model, training_data_for(mappings, interactions, user_tokens, item_tokens, identity)
+
+
+def model_cutoff(cutoff: pd.Timestamp, days: int) -> pd.Timestamp:
+    """The start of the ``days``-day step of a fixed grid (from ``CUTOFF_GRID_ORIGIN``)
+    that holds ``cutoff``: the same day for ``days`` consecutive cut-offs."""
+    step = pd.Timedelta(days=days)
+    return CUTOFF_GRID_ORIGIN + ((cutoff.normalize() - CUTOFF_GRID_ORIGIN) // step) * step
 
 
 def stored_holdout_model(root: Path, horizon: str, params: dict, context: dict) -> Path | None:
@@ -217,7 +253,8 @@ def load_serving_ranker(store: ModelStoreResource):
     return trained, pointer
 
 
-def prune_rankers(root: Path, keep: int, protect: str | None) -> None:
+def prune_folders(root: Path, keep: int, protect: str | None) -> None:
+    """Delete all but the ``keep`` newest sub-folders of ``root`` (never ``protect``)."""
     folders = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
                      key=lambda d: d.stat().st_mtime, reverse=True)  # fmt: skip
     for directory in folders[keep:]:
@@ -281,7 +318,7 @@ def build_ranking_assets(settings: Settings) -> list:
             eval_users = sample_users(relevant["user_id"].unique(), cfg.evaluation_users)
             _, report_users = split_users(eval_users)
             with timed("LightFM for the hold-out"):
-                model, data = lightfm_before(db, settings, model_store, first_holdout)
+                model, data = lightfm_before(db, settings, model_store, first_holdout, holdout=True)
         with timed("candidates and features of the hold-out"):
             gen = stage.prepare(shop, first_holdout, params, users=eval_users,
                                 model_lists=model_lists(model, data, shop.item_ids, item_mask), item_mask=item_mask)  # fmt: skip
@@ -337,7 +374,7 @@ def build_ranking_assets(settings: Settings) -> list:
             root = model_store.root / RANKERS
             save_ranker(serving, root / version, {"stage": {"cutoff": str(first_holdout)}, "evaluation": results,
                                                   "promoted": promoted, "reason": reason})  # fmt: skip
-            prune_rankers(root, KEEP_RANKERS, protect=version)
+            prune_folders(root, KEEP_RANKERS, protect=version)
         write_pointer(model_store.root / RANKERS / RANKER_POINTER,
                       {"version": version, "promoted": promoted, "reason": reason, key: value})  # fmt: skip
 
