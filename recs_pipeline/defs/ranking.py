@@ -138,8 +138,8 @@ def lightfm_before(db: Session, settings: Settings, store: ModelStoreResource, c
     function of those inputs, stored under their hash in ``CUTOFF_MODELS``. The cut-offs
     roll with the hold-out, but the model stays the same for ``holdout_days`` nights, so
     those nights load it instead of training it again, and a full run over the same
-    days loads or trains the very same one. The hold-out's own model would have seen the
-    cut-off's labels, so it is never used here.
+    days loads or trains the very same one. Tonight's hold-out model is never used for a
+    training cut-off: it has seen the cut-off's labels.
     """
     cfg = settings.model
     identity = (cfg.user_identity_weight, cfg.item_identity_weight)
@@ -158,21 +158,23 @@ def lightfm_before(db: Session, settings: Settings, store: ModelStoreResource, c
             return model, training_data_for(mappings, interactions, user_tokens, item_tokens, identity)
     # A training cut-off's model only proposes the ranker's training candidates, so it
     # gets a smaller budget of updates (at L, a fifth of a full training; the `make run`
-    # shop keeps its 20 epochs). Users who signed up after it stay out of its inputs:
-    # they would change its hash night after night and have nothing to learn from.
+    # shop keeps its 20 epochs). Users and items first seen after it stay out of its
+    # inputs: they have nothing to learn from there and would change its hash night after
+    # night (a new sign-up, a new product).
     params = replace(model_params(cfg), max_updates=min(cfg.max_updates or 1 << 62,
                                                          settings.ranking.cutoff_model_max_updates))  # fmt: skip
     trained_before = model_cutoff(cutoff, settings.model.holdout_days) if not holdout else cutoff
     seen = interactions_before(trained_before) if trained_before < cutoff else interactions
     user_tokens_seen = user_tokens[user_tokens["user_id"].isin(seen["user_id"])].reset_index(drop=True)
+    item_tokens_seen = item_tokens[item_tokens["item_id"].isin(seen["item_id"])].reset_index(drop=True)
     cache = store.root / CUTOFF_MODELS
-    directory = cache / data_version((seen, user_tokens_seen, item_tokens), asdict(params), evaluation_context(cfg),
-                                     str(trained_before))  # fmt: skip
+    directory = cache / data_version((seen, user_tokens_seen, item_tokens_seen), asdict(params),
+                                     evaluation_context(cfg), str(trained_before))  # fmt: skip
     if (directory / "model.npz").exists():
         model, mappings, _, _ = load_model(directory)
         os.utime(directory)  # pruning goes by modification time: a model in use is a recent one
     else:
-        data = build_training_data(seen, user_tokens_seen, item_tokens, "hybrid", *identity)
+        data = build_training_data(seen, user_tokens_seen, item_tokens_seen, "hybrid", *identity)
         model, _ = fit_model(data.interactions, params, data.mappings, data.user_features, data.item_features,
                              data.weights)  # fmt: skip
         mappings = data.mappings
