@@ -119,6 +119,25 @@ def test_rematerialising_a_partition_gives_identical_tables(built):
     assert after == before
 
 
+def test_dbt_steps_keep_their_parse_state_and_the_daily_models_get_their_window(built):
+    """Each dbt step keeps dbt's partial-parse state between runs, and the partition
+    window reaches the daily models (as env vars, so it does not force a full parse)."""
+    import os
+
+    from recs_pipeline.defs.transform import PARTIAL_PARSE_FILE, WINDOW_ENV
+
+    settings, _, days, _ = built
+    states = sorted(p.name for p in (settings.data_dir / "dbt").iterdir())
+    assert states == [f"{step}.{PARTIAL_PARSE_FILE}" for step in ("after_serving_dbt_models", "daily_dbt_models",
+                                                                  "dbt_models")]  # fmt: skip
+    job = build_defs(settings).resolve_job_def("nightly_job")
+    day = days[3].isoformat()
+    assert job.execute_in_process(partition_key=day, asset_selection=[dg.AssetKey(["staging", "stg_events"])]).success
+    log = (settings.data_dir / "logs" / "dbt" / "dbt.log").read_text()
+    assert f"partition_date between cast('{day}' as date) and cast('{day}' as date)" in log
+    assert not set(WINDOW_ENV) & set(os.environ)  # the window does not leak into later steps
+
+
 def test_a_failing_blocking_check_stops_downstream_assets(built, tmp_path):
     """Corrupt the raw layer behind the pipeline's back: the lineage check fails and
     nothing downstream of raw/events runs."""

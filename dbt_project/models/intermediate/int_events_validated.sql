@@ -15,7 +15,7 @@ with raw_events as (
     select *
     from {{ source('raw', 'events') }}
     {% if is_incremental() %}
-    where partition_date between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
+    where partition_date between cast('{{ env_var("RECS_DBT_MIN_DATE", var("min_date")) }}' as date) and cast('{{ env_var("RECS_DBT_MAX_DATE", var("max_date")) }}' as date)
     {% endif %}
 ),
 

@@ -14,5 +14,5 @@ select partition_date, source_file, source_line, first_source_line, user_id, ite
 from {{ ref('int_events_validated') }}
 where is_duplicate
 {% if is_incremental() %}
-  and partition_date between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
+  and partition_date between cast('{{ env_var("RECS_DBT_MIN_DATE", var("min_date")) }}' as date) and cast('{{ env_var("RECS_DBT_MAX_DATE", var("max_date")) }}' as date)
 {% endif %}

@@ -32,5 +32,5 @@ select
 from {{ ref('int_events_validated') }}
 where reject_reason is null and not is_duplicate and event_type not in ({{ message_event_types() }})
 {% if is_incremental() %}
-  and partition_date between cast('{{ var("min_date") }}' as date) and cast('{{ var("max_date") }}' as date)
+  and partition_date between cast('{{ env_var("RECS_DBT_MIN_DATE", var("min_date")) }}' as date) and cast('{{ env_var("RECS_DBT_MAX_DATE", var("max_date")) }}' as date)
 {% endif %}
