@@ -283,8 +283,8 @@ def build_ml_assets(settings: Settings) -> list:
         )
         save_model(store / version, fitted, data.mappings, params, {"training": {**report.training, "horizon": horizon,
                                                                                  "context": context}})
-        # Kept for as many nights as the ranking stage looks back: its training cut-off
-        # `holdout_days` earlier is ranked with the hold-out model of that night.
+        # Tonight's and the warm-start base (the ranker's past cut-offs have their own
+        # models, see recs_pipeline.defs.ranking.CUTOFF_MODELS).
         prune_models(store, keep=2)
         rows = [
             {"strategy": s, "metric": m, "value": float(v)} for s, ms in report.metrics.items() for m, v in ms.items()

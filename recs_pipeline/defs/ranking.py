@@ -43,7 +43,7 @@ RANKER_POINTER = "serving.json"  # in RANKERS: the ranker that serves, or why no
 KEEP_RANKERS = 4
 CUTOFF_MODELS = "ranker_cutoffs"  # sub-folder of the model store: LightFM models of training cut-offs, by input hash
 KEEP_CUTOFF_MODELS = 6  # a night uses `cutoffs` of them; the rest serve a rerun of an older day
-CUTOFF_GRID_ORIGIN = pd.Timestamp("1970-01-05")  # a Monday: weekly cut-offs fall on Mondays
+CUTOFF_GRID_ORIGIN = pd.Timestamp("1970-01-05")  # a Monday: weekly cut-off models start on Mondays
 
 
 def stage_params(cfg: RankingSettings, depth: int | None = None) -> stage.StageParams:
