@@ -325,3 +325,25 @@ def test_timestamp_format_is_read_from_toml_and_environment(tmp_path):
     # Online Retail knows the layout UCI publishes; the synthetic shop needs none.
     assert load_settings({"RECS_SOURCE": "online_retail"}).source.timestamp_format == ("%m/%d/%Y %H:%M",)
     assert load_settings({}).source.timestamp_format == ()
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"a,b\nc,d\n", b"a,b"),
+        (b"a,b\r\nc,d\r\n", b"a,b"),
+        (b"a,b\rc,d\r", b"a,b"),  # CR-only line ends
+        (b"a,b", b"a,b"),  # no line break at all
+        (b"", b""),
+        (b"x" * 50 + b"\r\nc\n", b"x" * 50),  # a header longer than a chunk, CR at a chunk's end
+        (b"x" * 50 + b"\rc", b"x" * 50),  # CR-only, longer than a chunk
+    ],
+)
+def test_first_line_reads_the_header_across_chunks(tmp_path, content, expected):
+    from recs_pipeline.sources.base import first_line
+
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    # Chunks of 7 bytes: the line break falls inside, at the end of, and past the first chunk.
+    assert first_line(path, chunk_bytes=7) == expected
+    assert first_line(path) == expected

@@ -122,7 +122,7 @@ def files_by_day(folder: Path, pattern: str = "*.csv", regex: str | None = None)
     found: dict[date, list[Path]] = {}
     if not folder.is_dir():
         return found
-    for path in sorted(folder.glob(pattern)):
+    for path in sorted(folder.glob(pattern), key=str):  # str keys: Path comparisons are slow
         match = rx.search(path.name)
         if not match:
             continue
@@ -158,18 +158,24 @@ def read_header(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> li
     return names
 
 
-def first_line(path: Path, limit: int = 1 << 20) -> bytes:
+def first_line(path: Path, chunk_bytes: int = 1 << 16) -> bytes:
     """The file's first physical line as parse_delimited splits lines (up to the first LF,
     or the first CR in a file without LF), without its line break."""
-    head = b""
+    chunks: list[bytes] = []
     with path.open("rb") as fh:
-        # Chunks until the first LF or the end (a CR-only file is read whole, as parse_delimited does).
-        while b"\n" not in head and (chunk := fh.read(limit)):
-            head += chunk
-    if b"\n" in head:
-        line = head.split(b"\n", 1)[0]
-        return line[:-1] if line.endswith(b"\r") else line
-    return head.split(b"\r", 1)[0]
+        # Small chunks until the first LF or the end: a header is read for every file of a
+        # load, several times (checks, drift, the scan), so only its first chunk should be
+        # read. A CR-only file is read whole, as parse_delimited does.
+        while chunk := fh.read(chunk_bytes):
+            end = chunk.find(b"\n")
+            if end >= 0:
+                chunks.append(chunk[:end])
+                line = b"".join(chunks)
+                return line[:-1] if line.endswith(b"\r") else line
+            chunks.append(chunk)
+    head = b"".join(chunks)
+    end = head.find(b"\r")
+    return head if end < 0 else head[:end]
 
 
 def physical_lines(path: Path) -> int:
