@@ -95,18 +95,35 @@ def pair_similarity(profiles: np.ndarray, item_vectors: np.ndarray, users: np.nd
     return out
 
 
+# k-means++ picks its first centres from this many points per theme (a sample by the
+# seed), then Lloyd's iterations run on every item: k-means++ over all 50,000 items of
+# the L shop and 200 themes took 140 s (scipy) or 19 s (scikit-learn), the sample 3 s,
+# for a within-theme spread 1% above the full k-means++ one.
+KMEANS_INIT_POINTS_PER_THEME = 20
+
+
 def text_clusters(item_vectors: np.ndarray, k: int, seed: int = 42) -> np.ndarray:
     """A theme (0..k-1) per item by k-means on the text vectors (spherical: on the unit
     sphere, so by cosine); items without text get -1. Same vectors and seed, same themes."""
-    from scipy.cluster.vq import kmeans2
+    import warnings
+
+    from sklearn.cluster import KMeans, kmeans_plusplus
+    from sklearn.exceptions import ConvergenceWarning
 
     has_text = np.abs(item_vectors).sum(axis=1) > 0
     labels = np.full(len(item_vectors), -1, dtype=np.int64)
     k = min(k, int(has_text.sum()))
     if k == 0:
         return labels
-    _, found = kmeans2(item_vectors[has_text].astype(np.float64), k, seed=np.random.default_rng(seed), minit="++")
-    labels[has_text] = found
+    points = np.ascontiguousarray(item_vectors[has_text], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    n_init_points = min(len(points), KMEANS_INIT_POINTS_PER_THEME * k)
+    sample = points[np.sort(rng.choice(len(points), n_init_points, replace=False))]
+    with warnings.catch_warnings():
+        # Fewer distinct texts than themes (a tiny catalogue): some themes stay empty.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        centres, _ = kmeans_plusplus(sample, k, random_state=seed)
+        labels[has_text] = KMeans(n_clusters=k, init=centres, n_init=1, random_state=seed).fit_predict(points)
     return labels
 
 
