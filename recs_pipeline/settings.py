@@ -180,6 +180,11 @@ class RankingSettings:
 
     enabled: bool = True  # False (RECS_RANKER=0): serve the slot blend, as before the ranker
     cutoffs: int = 2
+    # The rankers are trained as of the start of each `retrain_every_days` step of a fixed
+    # grid (Mondays for 7), by the first run of the step, and reused by its other runs:
+    # each night still scores the reused evaluated ranker on its own hold-out (the gate),
+    # but builds no training cut-off and fits no LightGBM. 1 = train every run.
+    retrain_every_days: int = 7
     depth: int = 50  # candidates per generator and user (evaluation and training)
     serving_depth: int = 30  # per generator and user for the served lists (200k users at L)
     # Labelled users per training cut-off (a fixed sample by hash): LightGBM's time grows with

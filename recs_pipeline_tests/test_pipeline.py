@@ -244,16 +244,18 @@ def test_the_ranking_stage_is_evaluated_gated_and_its_lists_name_their_sources(b
     assert len(check) == 1 and check[0].passed == pointer["promoted"]
 
 
-def test_a_rerun_of_the_ranker_loads_its_cutoff_models_and_scores_the_same(built, tmp_path):
-    """A training cut-off's LightFM is stored by the hash of its inputs: rerunning
-    ml/ranker on the same data trains none (no new model, the stored ones unchanged) and
-    gives the same evaluation; every stored model ends before the cut-offs it serves."""
+def test_a_rerun_of_the_ranker_reuses_the_periods_rankers_and_scores_the_same(built, tmp_path):
+    """A training cut-off's LightFM is stored by the hash of its inputs, and the rankers
+    by their retraining period: rerunning ml/ranker on the same data trains nothing (no
+    new model or ranker, the stored ones unchanged), gives the same evaluation and serves
+    the same ranker; every stored model ends before the cut-offs it serves, and the
+    reused evaluated ranker was trained as of a day at or before tonight's hold-out."""
     import json
     import shutil
 
     import pandas as pd
 
-    from recs_pipeline.defs.ranking import CUTOFF_MODELS, training_cutoffs
+    from recs_pipeline.defs.ranking import CUTOFF_MODELS, RANKER_POINTER, RANKERS, training_cutoffs
 
     settings, _, days, landing = built
     shutil.copy(settings.warehouse_path, tmp_path / "warehouse.duckdb")
@@ -279,13 +281,25 @@ def test_a_rerun_of_the_ranker_loads_its_cutoff_models_and_scores_the_same(built
         with connection(copy.warehouse_path, read_only=True) as con:
             return con.execute("SELECT * FROM ml.ranker_evaluation ORDER BY ALL").fetchall()
 
-    first = evaluation()
+    rankers = copy.model_dir / RANKERS
+    def stored_rankers():
+        return {p.relative_to(rankers): (p.read_bytes(), p.stat().st_mtime_ns) for p in rankers.rglob("ranker.*")}
+
+    first, first_rankers = evaluation(), stored_rankers()
+    pointer = json.loads((rankers / RANKER_POINTER).read_text())
+    assert pointer["version"] and any(p.parts[1:] == ("evaluated", "ranker.txt") for p in first_rankers)
+    anchor = json.loads((rankers / pointer["version"] / "ranker.json").read_text())["stage"]["anchor"]
+    assert pd.Timestamp(anchor) <= first_holdout
     job = build_defs(copy).resolve_job_def("nightly_job")
     result = job.execute_in_process(asset_selection=[dg.AssetKey(["ml", "ranker"])],
                                     tags={RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()})  # fmt: skip
     assert result.success
     assert stored_models() == stored
+    assert stored_rankers() == first_rankers
     assert evaluation() == first
+    assert json.loads((rankers / RANKER_POINTER).read_text())["version"] == pointer["version"]
+    trained = result.asset_materializations_for_node("ml__ranker")[0].metadata["ranker_trained"].text
+    assert trained.startswith("reused"), trained
 
 
 def test_campaign_content_respects_consent_and_recent_purchases(built):

@@ -105,3 +105,17 @@ def test_a_training_cutoffs_lightfm_is_the_same_model_for_a_week_of_nights():
     assert {s.day_name() for s in starts} == {"Monday"} and all(s == s.normalize() for s in starts)
     assert [len(list(run)) for _, run in groupby(starts)][1:-1] == [7, 7, 7]
     assert model_cutoff(pd.Timestamp("2026-10-05"), 7) == pd.Timestamp("2026-10-05")  # a Monday is its own start
+
+
+def test_the_rankers_are_trained_as_of_the_start_of_their_retraining_period():
+    """Each hold-out's rankers are trained as of a day at or before it (so the evaluated
+    ranker never saw the hold-out's labels), the same day for every hold-out of a
+    period, and the hold-out itself when the rankers are retrained every run."""
+    from recs_pipeline.defs.ranking import ranker_anchor
+
+    holdouts = pd.date_range("2026-10-01", periods=21, freq="D")
+    anchors = [ranker_anchor(h, 7) for h in holdouts]
+    assert all(a <= h < a + pd.Timedelta(days=7) for a, h in zip(anchors, holdouts))
+    assert len(set(anchors)) == 4  # Thursday 1st .. Tuesday 21st: four weeks from Mondays
+    assert [ranker_anchor(h, 1) for h in holdouts] == list(holdouts)
+    assert [ranker_anchor(h, 0) for h in holdouts] == list(holdouts)

@@ -133,15 +133,17 @@ def test_a_nightly_run_on_top_of_a_full_run_equals_a_full_run_over_the_same_days
     """Nine days, then the tenth as the nightly run does it, give the tables of one run
     over all ten, when the model is the same: LightFM trained from scratch each night
     (`full_retrain_every = 0`, no warm start from the night before) and the newest model
-    promoted (so the ninth night's model does not keep serving). The ranker's cut-off
-    models and every ml table are equal; only the logs of what each night did differ."""
+    promoted (so the ninth night's model does not keep serving), and the rankers trained
+    every run (`retrain_every_days = 1`, not reused from the ninth night). The ranker's
+    cut-off models and every ml table are equal; only the logs of what each night did differ."""
     from recs_pipeline.sources.adapters import build_source
 
     root, _ = small_shop
     landing = root / "landing"
     days = [d.isoformat() for d in build_source(settings_for(root, RECS_LANDING_DIR=str(landing))).event_days()]
     config = tmp_path / "recs.toml"
-    config.write_text("[model]\nfull_retrain_every = 0\npromotion_margin = -1.0\nserving_tolerance = 1.0\n")
+    config.write_text("[model]\nfull_retrain_every = 0\npromotion_margin = -1.0\nserving_tolerance = 1.0\n"
+                      "[ranking]\nretrain_every_days = 1\n")
     outputs = {}
     for name, ranges in {"nightly": [(days[0], days[-2]), (days[-1], days[-1])], "full": [(days[0], days[-1])]}.items():
         for first, last in ranges:

@@ -41,6 +41,7 @@ from recs_pipeline.settings import RankingSettings, Settings
 RANKERS = "ranker"  # sub-folder of the model store
 RANKER_POINTER = "serving.json"  # in RANKERS: the ranker that serves, or why none does
 KEEP_RANKERS = 4
+EVALUATED_RANKER = "evaluated"  # sub-folder of a ranker's: the one trained without its hold-out, for the gates
 CUTOFF_MODELS = "ranker_cutoffs"  # sub-folder of the model store: LightFM models of training cut-offs, by input hash
 KEEP_CUTOFF_MODELS = 6  # a night uses `cutoffs` of them; the rest serve a rerun of an older day
 CUTOFF_GRID_ORIGIN = pd.Timestamp("1970-01-05")  # a Monday: weekly cut-off models start on Mondays
@@ -208,6 +209,30 @@ def stored_holdout_model(root: Path, horizon: str, params: dict, context: dict) 
     return max(matches)[2] if matches else None
 
 
+def ranker_anchor(first_holdout: pd.Timestamp, every_days: int) -> pd.Timestamp:
+    """The day the rankers serving a hold-out starting ``first_holdout`` are trained as
+    of: the start of its ``every_days`` step of the grid (the hold-out's own first day
+    when ``every_days`` <= 1, i.e. retrained every run)."""
+    return first_holdout if every_days <= 1 else model_cutoff(first_holdout, every_days)
+
+
+def stored_rankers(root: Path, week_key: str):
+    """(version, evaluated ranker, serving ranker, its ranker.json) trained for
+    ``week_key`` (the retraining period's start, its inputs and settings), or None."""
+    if not root.is_dir():
+        return None
+    for directory in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        try:
+            meta = json.loads((directory / "ranker.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("week") == week_key and (directory / EVALUATED_RANKER / "ranker.txt").is_file():
+            serving, meta = load_ranker(directory)
+            evaluated, _ = load_ranker(directory / EVALUATED_RANKER)
+            return directory.name, evaluated, serving, meta
+    return None
+
+
 def training_cutoffs(first_holdout: pd.Timestamp, first_event: pd.Timestamp, days: int, n: int) -> list[pd.Timestamp]:
     """Up to ``n`` cut-offs ``days`` apart before the hold-out, oldest first; each keeps
     at least ``days`` of history before it."""
@@ -280,7 +305,9 @@ def build_ranking_assets(settings: Settings) -> list:
         pool="duckdb",
         description="LightGBM lambdarank over the candidates of six generators (buy-again, TIFU-KNN, item-kNN, "
         "segment best sellers, WordLlama text, LightFM), trained on cut-offs before the hold-out and scored on it "
-        "next to the slot blend and TIFU-KNN (ml.ranker_evaluation, ml.candidate_recall); serves when it beats them.",
+        "next to the slot blend and TIFU-KNN (ml.ranker_evaluation, ml.candidate_recall); serves when it beats them. "
+        "Trained once per retraining period ([ranking] retrain_every_days, weekly from Mondays) and reused by the "
+        "period's other runs, which still score it on their own hold-out.",
     )
     def ranker(context: dg.AssetExecutionContext, warehouse: EngineResource,
                model_store: ModelStoreResource) -> dg.MaterializeResult:  # fmt: skip
@@ -296,9 +323,22 @@ def build_ranking_assets(settings: Settings) -> list:
             blend_rows = db.df("SELECT strategy, metric, value FROM ml.evaluation")
             item_mask = in_stock.set_index("item_id")["in_stock"].reindex(shop.item_ids).fillna(True).to_numpy(bool)
 
+            # The rankers are trained as of the start of the retraining period that holds the
+            # hold-out (a fixed grid of `retrain_every_days`), once, and reused by the other
+            # nights of the period: the cut-offs' candidates and both LightGBM fits were most
+            # of a nightly run's ranking time. The reused evaluated ranker learnt only from
+            # labels before that start, so tonight's hold-out is still unseen by it.
+            anchor = ranker_anchor(first_holdout, rcfg.retrain_every_days)
+            week_key = data_version((shop.purchases[shop.purchases["event_ts"] < anchor],), str(anchor),
+                                    asdict(ranker_params(rcfg)), str(params), asdict(model_params(cfg)),
+                                    evaluation_context(cfg), rcfg.cutoffs, rcfg.train_users,
+                                    rcfg.cutoff_model_max_updates)  # fmt: skip
+            stored = stored_rankers(model_store.root / RANKERS, week_key)
             # Training rows: each past cut-off with its own LightFM and labels from the period after it.
             training, trained_on = [], []
-            for cutoff in training_cutoffs(first_holdout, pd.Timestamp(first_event), cfg.holdout_days, rcfg.cutoffs):
+            cutoffs = [] if stored else training_cutoffs(anchor, pd.Timestamp(first_event), cfg.holdout_days,
+                                                         rcfg.cutoffs)  # fmt: skip
+            for cutoff in cutoffs:
                 end = cutoff + pd.Timedelta(days=cfg.holdout_days)
                 period = shop.purchases[(shop.purchases["event_ts"] >= cutoff) & (shop.purchases["event_ts"] < end)]
                 known = set(shop.purchases.loc[shop.purchases["event_ts"] < cutoff, "user_id"])
@@ -335,6 +375,11 @@ def build_ranking_assets(settings: Settings) -> list:
 
         labelled = [frame for frame in training if frame["label"].any()]
         results: dict[str, dict[str, float]] = {}
+        version = evaluated = serving = None
+        if stored:
+            version, evaluated, serving, stored_meta = stored
+            trained_on = stored_meta.get("trained_on", [])
+            os.utime(model_store.root / RANKERS / version)  # pruning goes by modification time
 
         def score(name: str, lists: pd.DataFrame) -> None:
             shown = lists[lists["user_id"].isin(report_users)]
@@ -345,10 +390,10 @@ def build_ranking_assets(settings: Settings) -> list:
 
         for name, lists in cands.groupby("generator", sort=True):
             score(name, lists)
-        evaluated = None
-        if labelled:
+        if not stored and labelled:
             with timed("ranker training (evaluated)"):
                 evaluated = train_ranker(labelled, ranker_params(rcfg), generators=stage.GENERATORS)
+        if evaluated is not None:
             score("ranker", rank_candidates(evaluated, test[test["user_id"].isin(report_users)], k))
 
         # The gate: the ranker against the best of the baselines, TIFU-KNN and the blend.
@@ -365,18 +410,20 @@ def build_ranking_assets(settings: Settings) -> list:
         else:
             promoted, reason = False, f"ranker {key} {value:.4f} does not beat {rival} {rivals[rival]:.4f}: the blend serves"
 
-        version, importance = None, pd.DataFrame(columns=["feature", "gain"])
-        if evaluated is not None:
+        if evaluated is not None and not stored:
             # The serving ranker also learns from the hold-out period itself (its rows were built
             # from the days before it, exactly like a training cut-off's).
             with timed("ranker training (serving)"):
                 serving = train_ranker([*labelled, test], ranker_params(rcfg), generators=stage.GENERATORS)
-            importance = serving.importance()
             version = data_version(tuple(labelled) + (test,), str(ranker_params(rcfg)), str(params))
             root = model_store.root / RANKERS
-            save_ranker(serving, root / version, {"stage": {"cutoff": str(first_holdout)}, "evaluation": results,
-                                                  "promoted": promoted, "reason": reason})  # fmt: skip
+            save_ranker(serving, root / version, {"stage": {"cutoff": str(first_holdout), "anchor": str(anchor)},
+                                                  "week": week_key, "trained_on": trained_on,
+                                                  "evaluation": results, "promoted": promoted, "reason": reason})  # fmt: skip
+            # Written last: a folder without it is not reused (see stored_rankers).
+            save_ranker(evaluated, root / version / EVALUATED_RANKER)
             prune_folders(root, KEEP_RANKERS, protect=version)
+        importance = serving.importance() if serving is not None else pd.DataFrame(columns=["feature", "gain"])
         write_pointer(model_store.root / RANKERS / RANKER_POINTER,
                       {"version": version, "promoted": promoted, "reason": reason, key: value})  # fmt: skip
 
@@ -407,6 +454,9 @@ def build_ranking_assets(settings: Settings) -> list:
                 "promoted": promoted,
                 "promotion_reason": reason,
                 "ranker_version": version or "",
+                "ranker_trained": ("reused: trained as of " + str(anchor.date()) + f", retrained every "
+                                   f"{rcfg.retrain_every_days} days") if stored else (
+                                   f"this run, as of {anchor.date()}" if version else "no"),  # fmt: skip
                 "training_cutoffs": "; ".join(trained_on) or "(none)",
                 "feature_importance": dg.MetadataValue.md(importance_chart(importance) if len(importance) else "(none)"),
             }
