@@ -487,3 +487,31 @@ def test_closed_loop_keeps_its_send_rules(loop):
     first_unsub = sends[sends["unsubscribed"]].groupby("user_id")["send_at"].min().dt.normalize()
     later = sends.merge(first_unsub.rename("unsub_day"), left_on="user_id", right_index=True)
     assert not (later["send_at"] >= later["unsub_day"] + pd.Timedelta(days=4)).any()
+
+
+def test_a_sends_items_are_the_json_that_json_dumps_writes_in_position_order():
+    """items_json builds each user's list without a loop over users: the text must be
+    exactly json.dumps of the items (escapes, non-ASCII, missing titles and prices)."""
+    import json
+
+    from recs_pipeline.campaigns.assemble import items_json
+
+    picked = pd.DataFrame({
+        "user_id": ["u2", "u1", "u1", "u2", "u1"],
+        "position": [2, 2, 1, 1, 3],
+        "item_id": ["I5", "I2", "I1", "I4", "I3"],
+        "title": ['Mug "red"', "café cup", None, "back\\slash\ttab", np.nan],
+        "price": [1.005, np.nan, 2.5, 10.0, 3.14159],
+    })  # fmt: skip
+    out = items_json(picked).set_index("user_id")
+
+    def reference(rows):
+        return json.dumps([{"item_id": i, "title": None if pd.isna(t) else t, "price": None if pd.isna(p) else round(p, 2)}
+                           for i, t, p in rows], separators=(",", ":"))  # fmt: skip
+
+    assert out.loc["u1", "items"] == reference([("I1", None, 2.5), ("I2", "café cup", np.nan), ("I3", np.nan, 3.14159)])
+    assert out.loc["u2", "items"] == reference([("I4", "back\\slash\ttab", 10.0), ("I5", 'Mug "red"', 1.005)])
+    assert out["n_items"].to_dict() == {"u1": 3, "u2": 2}
+    assert pd.isna(out.loc["u1", "first_title"]) and out.loc["u1", "first_price"] == 2.5
+    assert out.loc["u2", "first_title"] == "back\\slash\ttab" and out.loc["u2", "first_price"] == 10.0
+    assert list(items_json(picked.iloc[:0]).columns) == ["user_id", "items", "first_title", "first_price", "n_items"]
