@@ -119,3 +119,22 @@ def test_the_rankers_are_trained_as_of_the_start_of_their_retraining_period():
     assert len(set(anchors)) == 4  # Thursday 1st .. Tuesday 21st: four weeks from Mondays
     assert [ranker_anchor(h, 1) for h in holdouts] == list(holdouts)
     assert [ranker_anchor(h, 0) for h in holdouts] == list(holdouts)
+
+
+def test_a_change_to_the_ranking_code_changes_the_key_of_the_stored_rankers(tmp_path, monkeypatch):
+    """A stored ranker is reused only by the code that made its features."""
+    import shutil
+    from pathlib import Path
+
+    from recs_pipeline.defs import ranking as ranking_assets
+    from recs_pipeline.ranking import stage
+
+    package = Path(stage.__file__).parent
+    copy = tmp_path / "ranking"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(stage, "__file__", str(copy / "stage.py"))
+    version = ranking_assets.ranking_code_version.__wrapped__
+    before = version()
+    assert version() == before  # a pure function of the files
+    (copy / "ranker.py").write_text((copy / "ranker.py").read_text() + "\n# one more feature\n")
+    assert version() != before

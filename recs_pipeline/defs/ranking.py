@@ -2,12 +2,14 @@
 cut-offs, evaluated on the hold-out next to the slot blend and TIFU-KNN, and promoted
 to serve when it beats them. The maths lives in recs_pipeline.ranking."""
 
+import hashlib
 import json
 import os
 import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
@@ -209,6 +211,17 @@ def stored_holdout_model(root: Path, horizon: str, params: dict, context: dict) 
     return max(matches)[2] if matches else None
 
 
+@lru_cache(maxsize=1)
+def ranking_code_version() -> str:
+    """A hash of the ranking package's source (its generators and features): a stored
+    ranker is reused only by the code that made its feature columns (an upgrade that
+    adds or drops a feature retrains instead of scoring with the wrong columns)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(stage.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def ranker_anchor(first_holdout: pd.Timestamp, every_days: int) -> pd.Timestamp:
     """The day the rankers serving a hold-out starting ``first_holdout`` are trained as
     of: the start of its ``every_days`` step of the grid (the hold-out's own first day
@@ -332,7 +345,9 @@ def build_ranking_assets(settings: Settings) -> list:
             week_key = data_version((shop.purchases[shop.purchases["event_ts"] < anchor],), str(anchor),
                                     asdict(ranker_params(rcfg)), str(params), asdict(model_params(cfg)),
                                     evaluation_context(cfg), rcfg.cutoffs, rcfg.train_users,
-                                    rcfg.cutoff_model_max_updates)  # fmt: skip
+                                    rcfg.cutoff_model_max_updates, ranking_code_version(),
+                                    # the text source proposes nothing before the text table exists
+                                    shop.item_vectors is not None)  # fmt: skip
             stored = stored_rankers(model_store.root / RANKERS, week_key)
             # Training rows: each past cut-off with its own LightFM and labels from the period after it.
             training, trained_on = [], []
