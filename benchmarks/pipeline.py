@@ -412,8 +412,11 @@ def landing_zone(name: str, config: ShopConfig, landing: Path, use_cache: bool) 
     return generated.n_events_written, generated.seconds
 
 
-def bench_scale(name: str, config: ShopConfig, quick: bool, use_cache: bool = True) -> dict:
-    """Generate one shop, run it fully and incrementally, and take the reference figures."""
+def bench_scale(name: str, config: ShopConfig, quick: bool, use_cache: bool = True, keep: bool = False) -> dict:
+    """Generate one shop, run it fully and incrementally, and take the reference figures.
+
+    ``keep``: leave the run's folder (warehouse, models, Dagster home) for profiling.
+    """
     from recs_pipeline.synthetic.continuation import continue_landing_zone
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"recs-bench-{name}-", dir="/tmp"))
@@ -434,7 +437,10 @@ def bench_scale(name: str, config: ShopConfig, quick: bool, use_cache: bool = Tr
     print(f"[{name}] nightly run {nightly.seconds:.1f}s; scoring comparisons", flush=True)
     comparison = scoring_vs_predict(data_dir, 100 if quick else 300)
     gemm = gemm_seconds(comparison["model_users"], comparison["items"], comparison["components"])
-    shutil.rmtree(data_dir)
+    if keep:
+        print(f"[{name}] kept {data_dir}", flush=True)
+    else:
+        shutil.rmtree(data_dir)
     return {
         "config": json.loads(config.to_json()),
         "event_lines": lines,
@@ -652,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="S,M", help="comma-separated: S, M, L (default S,M)")
     parser.add_argument("--quick", action="store_true", help="S only, fewer users in the scoring measurements")
     parser.add_argument("--no-cache", action="store_true", help=f"regenerate the shops instead of copying them from {CACHE}")
+    parser.add_argument("--keep", action="store_true", help="keep each scale's folder under /tmp (to profile a step on it)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: one measured run
     parser.add_argument("--day", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -665,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scale(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCALES)}")
     started = time.perf_counter()
-    results = {name: bench_scale(name, SCALES[name], args.quick, not args.no_cache) for name in scales}
+    results = {name: bench_scale(name, SCALES[name], args.quick, not args.no_cache, args.keep) for name in scales}
     scoring = scoring_target(2_000 if args.quick else 20_000)
     text = report(results, scoring)
     print("\n" + text)
