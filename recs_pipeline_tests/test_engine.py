@@ -132,7 +132,7 @@ def test_replace_partition_refuses_rows_of_another_day_and_changes_nothing(engin
 def test_publish_snapshot_copies_every_table(engine, tmp_path):
     with engine.session() as db:
         db.replace_table("serving.t", "SELECT 1 AS x")
-    target = engine.publish_snapshot(tmp_path / "published" / "warehouse.duckdb")
+    target = engine.publish_snapshot(tmp_path / "published" / "warehouse.duckdb").path
     snapshot = DuckDBEngine(target)
     assert snapshot.tables() == ["serving.t"] and snapshot.scalar("SELECT x FROM serving.t") == 1
 

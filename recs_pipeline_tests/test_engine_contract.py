@@ -141,12 +141,36 @@ def test_publish_snapshot_is_a_duckdb_file_with_every_table(engine, tmp_path):
     with engine.session() as db:
         db.replace_table("serving.t", pd.DataFrame({"x": [1]}))
         db.replace_partition("raw.t", _days([(d1, "a")]), "day", d1)
-    target = engine.publish_snapshot(tmp_path / "published" / "warehouse.duckdb")
+    target = engine.publish_snapshot(tmp_path / "published" / "warehouse.duckdb").path
     snapshot = create_engine("duckdb", target)
     assert snapshot.tables() == ["raw.t", "serving.t"]
     assert snapshot.scalar("SELECT x FROM serving.t") == 1
     assert snapshot.df("SELECT day, item_id FROM raw.t").to_dict("records") == [{"day": pd.Timestamp(d1), "item_id": "a"}] or \
         snapshot.rows("SELECT day, item_id FROM raw.t") == [(d1, "a")]
+
+
+def test_the_next_snapshot_copies_only_the_changed_day_and_equals_the_tables(engine, tmp_path):
+    d1, d2, d3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
+
+    def day(d: date, items: list[str]) -> pd.DataFrame:
+        return pd.DataFrame({"partition_date": [d] * len(items), "item_id": items})
+
+    with engine.session() as db:
+        db.replace_table("serving.t", pd.DataFrame({"x": [1]}))
+        for d in (d1, d2, d3):
+            db.replace_partition("raw.e", day(d, ["a", "b", "c"]), "partition_date", d)
+    target = tmp_path / "published" / "warehouse.duckdb"
+    assert engine.publish_snapshot(target).mode == "full"
+    with engine.session() as db:
+        db.replace_partition("raw.e", day(d2, ["z"]), "partition_date", d2)
+    report = engine.publish_snapshot(target)
+    assert report.mode == "incremental", report.reason
+    assert report.partitions_copied == {"raw.e": ["2024-01-02"]} and report.tables_copied == []
+    snapshot = create_engine("duckdb", target)
+    with snapshot.session(read_only=True) as db:
+        rows = sorted((str(d), i) for d, i in db.rows("SELECT partition_date, item_id FROM raw.e"))
+    assert rows == [(str(d), i) for d, items in ((d1, "abc"), (d2, "z"), (d3, "abc")) for i in items]
+    assert snapshot.scalar("SELECT x FROM serving.t") == 1
 
 
 def test_delete_rows_removes_exactly_the_matching_rows_and_keeps_the_days(engine):

@@ -127,7 +127,7 @@ def traces(root: Path, values: list[str]) -> list[str]:
 def test_a_user_leaves_every_table_and_joins_the_suppression_list(engine, tmp_path):
     build_warehouse(engine)
     before = table_rows(engine)
-    snapshot = engine.publish_snapshot(tmp_path / "published" / "warehouse.duckdb")
+    snapshot = engine.publish_snapshot(tmp_path / "published" / "warehouse.duckdb").path
     assert snapshot.read_bytes().count(P.encode()) > 0
     spark_root = getattr(engine, "warehouse", None)
     if spark_root is not None:  # the scan sees the user before the erasure

@@ -3,13 +3,15 @@
 DuckDB lets one process write a file, and while it does no other process can open it,
 not even read-only. Analysts therefore query a snapshot taken at the end of each run
 (``recs sql`` does by default), never the live file the nightly run writes. The engine
-writes the copy (``Engine.publish_snapshot``).
+writes the copy (``Engine.publish_snapshot``), copying only the tables and days that
+changed since the previous one (``recs_pipeline.engine.snapshot``).
 """
 
 from pathlib import Path
 
 import dagster as dg
 
+from recs_pipeline.engine.snapshot import SnapshotReport
 from recs_pipeline.resources import EngineResource
 
 # The last steps of a nightly run: the snapshot waits for them, so it never misses a
@@ -21,6 +23,24 @@ LEAF_ASSETS = [
     dg.AssetKey(["marketing", "campaign_sends"]),
     dg.AssetKey(["serving", "similar_items"]),
 ]
+
+
+def snapshot_metadata(report: SnapshotReport) -> dict:
+    """What the publish copied and why (a full copy says why it could not update)."""
+    partitions = sum(len(days) for days in report.partitions_copied.values())
+    return {
+        "path": dg.MetadataValue.path(str(report.path)),
+        "bytes": report.path.stat().st_size,
+        "mode": report.mode,
+        "reason": report.reason,
+        "tables_copied": len(report.tables_copied),
+        "days_copied": partitions,
+        "tables_kept": report.tables_kept,
+        "rows_written": report.rows_written,
+        "changed": dg.MetadataValue.json(
+            {"tables": report.tables_copied, "days": report.partitions_copied}
+        ),
+    }
 
 
 def snapshot_path(warehouse_path: str | Path) -> Path:
@@ -37,7 +57,5 @@ def snapshot_path(warehouse_path: str | Path) -> Path:
     "so that their queries never fight the nightly run for the warehouse lock.",
 )
 def warehouse_snapshot(warehouse: EngineResource) -> dg.MaterializeResult:
-    target = warehouse.engine().publish_snapshot(snapshot_path(warehouse.path))
-    return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(target)), "bytes": target.stat().st_size}
-    )
+    report = warehouse.engine().publish_snapshot(snapshot_path(warehouse.path))
+    return dg.MaterializeResult(metadata=snapshot_metadata(report))

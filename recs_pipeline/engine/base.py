@@ -20,10 +20,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from recs_pipeline.engine.snapshot import SnapshotReport
 
 Params = Sequence[Any] | None
 # A function mapped over row batches: (batch, shared values) -> result rows.
@@ -140,9 +143,10 @@ class Engine(ABC):
         """A short-lived session; ``read_only`` when the step writes nothing."""
 
     @abstractmethod
-    def publish_snapshot(self, target: Path) -> Path:
+    def publish_snapshot(self, target: Path, full: bool = False) -> SnapshotReport:
         """Write a read-only copy of every table to ``target`` (a DuckDB file that SQL
-        users query), replacing the previous copy atomically. Returns ``target``."""
+        users query), replacing the previous copy atomically; only what changed since
+        the previous copy is copied unless ``full`` (:mod:`recs_pipeline.engine.snapshot`)."""
 
     def map_batches(
         self,

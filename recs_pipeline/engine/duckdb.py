@@ -21,7 +21,9 @@ import pandas as pd
 import pyarrow as pa
 
 from recs_pipeline import warehouse
+from recs_pipeline.engine import snapshot
 from recs_pipeline.engine.base import Engine, Params, Session, TableData, split_name
+from recs_pipeline.engine.snapshot import SnapshotReport
 from recs_pipeline.sources.base import sql_literal
 
 
@@ -178,22 +180,20 @@ class DuckDBEngine(Engine):
         with warehouse.connection(self.path, read_only=read_only, lock_timeout_s=self.lock_timeout_s) as con:
             yield DuckDBSession(con)
 
-    def publish_snapshot(self, target: Path) -> Path:
-        """Copy every table into a new file, then swap it in atomically."""
-        target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp.duckdb")
-        tmp.unlink(missing_ok=True)
+    def publish_snapshot(self, target: Path, full: bool = False) -> SnapshotReport:
+        """Bring the snapshot up to date (only changed tables and days are copied, see
+        :mod:`recs_pipeline.engine.snapshot`), then swap it in atomically."""
         with warehouse.connection(":memory:") as con:
             warehouse.attach_with_retry(
                 con, f"ATTACH {sql_literal(self.path)} AS warehouse (READ_ONLY)", self.lock_timeout_s
             )
-            con.execute(f"ATTACH {sql_literal(tmp)} AS snapshot")
-            con.execute("COPY FROM DATABASE warehouse TO snapshot")
-            con.execute("DETACH snapshot")
+            names = con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'warehouse' ORDER BY ALL"
+            ).fetchall()
+            sources = {f"{schema}.{table}": f"warehouse.{snapshot.qualified(f'{schema}.{table}')}" for schema, table in names}
+            report = snapshot.publish(con, sources, Path(target), catalog="warehouse", full=full)
             con.execute("DETACH warehouse")
-        os.replace(tmp, target)
-        return target
+        return report
 
 
 def _shown(values: list) -> str:

@@ -33,6 +33,7 @@ import pyarrow as pa
 from recs_pipeline.engine import folders
 from recs_pipeline.engine.base import Engine, Params, Session, TableData, split_name
 from recs_pipeline.engine.folders import SCRATCH_PREFIX
+from recs_pipeline.engine.snapshot import SnapshotReport
 
 
 def spark_conf(warehouse: Path, driver_memory: str = "2g", extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -492,31 +493,25 @@ class SparkEngine(Engine):
                 handle.unpersist()
         return _naive_utc(result).cast(schema).to_pandas()
 
-    def publish_snapshot(self, target: Path) -> Path:
+    def publish_snapshot(self, target: Path, full: bool = False) -> SnapshotReport:
         """A DuckDB file with every table, read straight from the Parquet folders (no
-        round trip through the JVM), swapped in atomically."""
+        round trip through the JVM); only changed tables and days are copied (see
+        :mod:`recs_pipeline.engine.snapshot`), and the file is swapped in atomically."""
         import duckdb
 
+        from recs_pipeline.engine import snapshot
         from recs_pipeline.sources.base import sql_literal
 
-        target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp.duckdb")
-        tmp.unlink(missing_ok=True)
-        con = duckdb.connect(str(tmp))
+        sources = {}
+        for name, path in self.table_folders().items():
+            partitioned = bool(self._partition_columns(path))
+            sources[name] = (f"read_parquet({sql_literal(str(path / '**' / '*.parquet'))}, "
+                             f"hive_partitioning = {str(partitioned).lower()})")  # fmt: skip
+        con = duckdb.connect()
         try:
-            for name, path in self.table_folders().items():
-                schema, table = name.split(".", 1)
-                partitioned = bool(self._partition_columns(path))
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                con.execute(
-                    f"CREATE TABLE {schema}.{table} AS SELECT * FROM read_parquet("
-                    f"{sql_literal(str(path / '**' / '*.parquet'))}, hive_partitioning = {str(partitioned).lower()})"
-                )
+            return snapshot.publish(con, sources, Path(target), full=full)
         finally:
             con.close()
-        os.replace(tmp, target)
-        return target
 
 
 __all__ = ["SparkEngine", "spark_conf", "spark_session"]
