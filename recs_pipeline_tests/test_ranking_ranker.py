@@ -138,3 +138,23 @@ def test_a_change_to_the_ranking_code_changes_the_key_of_the_stored_rankers(tmp_
     assert version() == before  # a pure function of the files
     (copy / "ranker.py").write_text((copy / "ranker.py").read_text() + "\n# one more feature\n")
     assert version() != before
+
+
+def test_the_compiled_ranker_gives_lightgbms_lists_and_is_compiled_once(tmp_path):
+    from recs_pipeline.ranking.ranker import compiled_ranker, load_ranker, save_ranker
+
+    params = RankerParams(n_estimators=40, num_leaves=7, min_child_samples=5)
+    save_ranker(train_ranker([_labelled(1), _labelled(2)], params, generators=["a", "b"]), tmp_path / "r")
+    ranker, _ = load_ranker(tmp_path / "r")
+    test = _labelled(3)
+    compiled = compiled_ranker(ranker, tmp_path / "r")
+    assert compiled.compiled is not None and ranker.compiled is None
+    np.testing.assert_allclose(compiled.predict(test), ranker.predict(test), rtol=0, atol=1e-9)
+    pd.testing.assert_frame_equal(
+        rank_candidates(compiled, test, n=3).drop(columns="score"), rank_candidates(ranker, test, n=3).drop(columns="score")
+    )
+    [library] = (tmp_path / "r").glob("ranker.*.so")  # cached for this machine, then loaded
+    before = library.stat().st_mtime_ns
+    again = compiled_ranker(ranker, tmp_path / "r")
+    assert library.stat().st_mtime_ns == before and list((tmp_path / "r").glob("*.so")) == [library]
+    np.testing.assert_array_equal(again.predict(test), compiled.predict(test))

@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 
 from recs_pipeline.defs.metadata import table_metadata
-from recs_pipeline.defs.ranking import load_serving_ranker, load_shop_history, model_lists, stage_params
+from recs_pipeline.defs.ranking import RANKERS, load_serving_ranker, load_shop_history, model_lists, stage_params
 from recs_pipeline.defs.ml import item_feature_tokens, load_serving_model
 from recs_pipeline.defs.text import load_item_text
 from recs_pipeline.ranking import stage
+from recs_pipeline.ranking.ranker import compiled_ranker
 from recs_pipeline.recommender.similar import text_similar_items, with_text_neighbours
 from recs_pipeline.recommender.serving import recommend_all, similar_item_table, training_data_for
 from recs_pipeline.resources import EngineResource, ModelStoreResource
@@ -74,6 +75,8 @@ def ranked_lists(warehouse: EngineResource, model_store: ModelStoreResource, mod
     gen = stage.prepare(shop, cutoff, stage_params(cfg, cfg.serving_depth), users=users,
                         model_lists=model_lists(model, data, shop.item_ids, item_mask, warehouse.engine().map_batches),
                         item_mask=item_mask)  # fmt: skip
+    if cfg.compile_min_users and len(users) >= cfg.compile_min_users:
+        trained = compiled_ranker(trained, model_store.root / RANKERS / pointer["version"])
     ranked = stage.rank_users(gen, trained, users, settings.model.top_n)
     return ranked, f"ranker {pointer['version']} ({pointer['reason']})"
 

@@ -15,12 +15,13 @@ Everything is vectorised (pandas merges and group-bys, no loop over users or row
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +57,20 @@ class TrainedRanker:
     features: list[str]
     generators: list[str]
     params: RankerParams
+    compiled: object | None = None  # lleaves.Model: the same trees as machine code (compiled_ranker)
 
     @property
     def booster(self):
         """The lightgbm.Booster (a fitted LGBMRanker holds one; a loaded ranker is one)."""
         return getattr(self.model, "booster_", self.model)
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """The score of each row (its ``features`` columns), on every core: a row's score
+        does not depend on how rows are split over threads (training is what needs one
+        thread to be repeatable)."""
+        if self.compiled is not None:
+            return self.compiled.predict(rows[self.features].to_numpy(np.float64), n_jobs=os.cpu_count() or 1)
+        return self.booster.predict(rows[self.features], num_threads=0)
 
     def importance(self) -> pd.DataFrame:
         """Gain importance per feature, largest first."""
@@ -239,9 +249,7 @@ def rank_candidates(ranker: TrainedRanker, frame: pd.DataFrame, n: int) -> pd.Da
     """The ``n`` best candidates per user by the ranker's score: user_id, item_id, score,
     rank (1 = best), and ``generator`` = the one that ranked the item highest."""
     scored = frame[["user_id", "item_id"]].copy()
-    # Every core: a row's score does not depend on how rows are split over threads
-    # (training is what needs one thread to be repeatable).
-    scored["score"] = ranker.booster.predict(frame[ranker.features], num_threads=0)
+    scored["score"] = ranker.predict(frame)
     if ranker.generators:
         ranks = frame[[f"{s}_rank" for s in ranker.generators]].to_numpy(np.float64)
         best = np.nanargmin(np.where(np.isnan(ranks), np.inf, ranks), axis=1)
@@ -266,6 +274,33 @@ def save_ranker(ranker: TrainedRanker, directory: str | Path, extra: dict | None
         shutil.rmtree(directory)
     os.replace(tmp, directory)
     return directory
+
+
+def compiled_ranker(ranker: TrainedRanker, directory: str | Path) -> TrainedRanker:
+    """``ranker`` (saved in ``directory`` by :func:`save_ranker`) scoring through its trees
+    compiled to machine code by lleaves: the same scores as LightGBM's predict (to
+    ~1e-14; a test compares the lists), about 8x faster. Compiling takes seconds per
+    hundred trees, so the library is cached in ``directory``, once per machine type
+    (named by lleaves' version and the CPU it was compiled for: it runs only there)."""
+    import lleaves
+    import llvmlite.binding as llvm
+    from importlib.metadata import version
+
+    directory = Path(directory)
+    llvm.initialize_native_target()
+    host = f"{version('lleaves')}|{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
+    cache = directory / f"ranker.{hashlib.sha256(host.encode()).hexdigest()[:12]}.so"
+    model = lleaves.Model(model_file=str(directory / "ranker.txt"))
+    if cache.exists():
+        model.compile(cache=str(cache))
+    else:
+        # Written under a temporary name and renamed: another process never loads half a library.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ranker.", suffix=".so")
+        os.close(fd)
+        os.unlink(tmp)
+        model.compile(cache=tmp)
+        os.replace(tmp, cache)
+    return replace(ranker, compiled=model)
 
 
 def load_ranker(directory: str | Path) -> tuple[TrainedRanker, dict]:
