@@ -653,12 +653,37 @@ def machine() -> dict:
     }
 
 
+def nightly_on(data_dir: Path) -> int:
+    """One more nightly run on a folder kept by ``--keep``, with the current code: prints
+    its slowest steps and writes them to ``<folder>/nightly-<day>.json``. A snapshot
+    without a manifest (published by older code) is first published once, as the
+    previous night would have, so the run's own publish is a usual one."""
+    from recs_pipeline.engine.duckdb import DuckDBEngine
+    from recs_pipeline.engine.snapshot import manifest_path
+    from recs_pipeline.synthetic.continuation import continue_landing_zone
+
+    snapshot = data_dir / "published" / "warehouse.duckdb"
+    if not manifest_path(snapshot).exists():
+        report = DuckDBEngine(data_dir / "warehouse.duckdb").publish_snapshot(snapshot)
+        print(f"published the snapshot first ({report.mode}, {report.seconds:.1f} s)", flush=True)
+    added = continue_landing_zone(data_dir / "landing", 1)
+    run = measure_run(data_dir, added.days[0], added.n_events_written)
+    steps = {key: t for stage in run.stages.values() for key, t in stage["steps"].items()}
+    print(f"nightly run of {added.days[0]}: {run.seconds:.1f} s")
+    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"{seconds:8.1f} s  {key}")
+    (data_dir / f"nightly-{added.days[0]}.json").write_text(json.dumps(run.__dict__, default=str, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="S,M", help="comma-separated: S, M, L (default S,M)")
     parser.add_argument("--quick", action="store_true", help="S only, fewer users in the scoring measurements")
     parser.add_argument("--no-cache", action="store_true", help=f"regenerate the shops instead of copying them from {CACHE}")
     parser.add_argument("--keep", action="store_true", help="keep each scale's folder under /tmp (to profile a step on it)")
+    parser.add_argument("--nightly-on", type=Path, metavar="FOLDER",
+                        help="one more nightly run on a folder kept by --keep, with the current code")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: one measured run
     parser.add_argument("--day", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -666,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         run_child(args.child, args.day, args.out)
         return 0
+    if args.nightly_on:
+        return nightly_on(args.nightly_on)
 
     scales = ["S"] if args.quick else [s.strip().upper() for s in args.scales.split(",") if s.strip()]
     unknown = set(scales) - set(SCALES)
