@@ -8,7 +8,6 @@ the lock is held for one step at a time, as before.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
