@@ -279,7 +279,7 @@ def save_ranker(ranker: TrainedRanker, directory: str | Path, extra: dict | None
 def compiled_ranker(ranker: TrainedRanker, directory: str | Path) -> TrainedRanker:
     """``ranker`` (saved in ``directory`` by :func:`save_ranker`) scoring through its trees
     compiled to machine code by lleaves: the same scores as LightGBM's predict (to
-    ~1e-14; a test compares the lists), about 8x faster. Compiling takes seconds per
+    ~1e-14; a test compares the lists), ~3x faster for 150 trees. Compiling takes seconds per
     hundred trees, so the library is cached in ``directory``, once per machine type
     (named by lleaves' version and the CPU it was compiled for: it runs only there)."""
     import lleaves
