@@ -164,12 +164,19 @@ def test_prefiltered_top_n_rows_equals_a_full_sort_on_wide_rows(n):
 
 
 @pytest.mark.parametrize("n", [1, 3, 10])
-def test_top_n_sparse_equals_sorting_every_stored_entry(n):
+@pytest.mark.parametrize("width", [500, 20_000])
+@pytest.mark.parametrize("path", ["sorted", "dense"])
+def test_top_n_sparse_equals_sorting_every_stored_entry(n, width, path, monkeypatch):
+    from recs_pipeline.ml import scoring
     from recs_pipeline.ml.scoring import top_n_sparse
 
+    # Either way of ranking (sorting the stored entries, or dense chunks of rows of few
+    # rows each through top_n_rows' group bound at 20k columns) gives the definition's lists.
+    monkeypatch.setattr(scoring, "_DENSE_SHARE", 2.0 if path == "sorted" else 0.0)
+    monkeypatch.setattr(scoring, "_DENSE_CHUNK_ENTRIES", 7 * width)
     rng = np.random.default_rng(n)
     # Wide rows (pre-filtered), narrow rows and empty rows; rounded values make ties.
-    dense = np.where(rng.random((40, 500)) < rng.random((40, 1)), np.round(rng.random((40, 500)), 2) + 0.01, 0.0)
+    dense = np.where(rng.random((40, width)) < rng.random((40, 1)), np.round(rng.random((40, width)), 2) + 0.01, 0.0)
     dense[5] = 0.0
     matrix = sp.csr_matrix(dense)
     users = np.arange(100, 140)
@@ -180,6 +187,22 @@ def test_top_n_sparse_equals_sorting_every_stored_entry(n):
         mine = ranked.rank[ranked.user == users[row]]
         assert list(mine) == list(range(1, len(expected) + 1))
         assert list(ranked.item[ranked.user == users[row]]) == list(expected)
+
+
+def test_top_n_sparse_of_negative_twice_stored_and_no_entries():
+    from recs_pipeline.ml.scoring import top_n_sparse
+
+    # A negative score (the dense chunks read absent entries as 0) and a CSR that stores
+    # one entry twice (the dense chunks would sum them) are ranked by sorting the entries.
+    negative = sp.csr_matrix(np.array([[0.5, -0.2, 0.0, 0.1], [0.0, 0.0, -1.0, 0.0]]))
+    ranked = top_n_sparse(negative, np.array([7, 8]), 3)
+    assert list(zip(ranked.user, ranked.item, ranked.rank)) == [(7, 0, 1), (7, 3, 2), (7, 1, 3), (8, 2, 1)]
+    twice = sp.csr_matrix((np.array([0.3, 0.4, 0.2]), np.array([1, 1, 0]), np.array([0, 3])), shape=(1, 3))
+    ranked = top_n_sparse(twice, np.array([0]), 2)
+    assert list(ranked.item) == [1, 1] and list(ranked.score) == [0.4, 0.3]
+    # Nothing stored (a block of users without a neighbour): empty lists, no error.
+    assert len(top_n_sparse(sp.csr_matrix((3, 5)), np.arange(3), 2).item) == 0
+    assert len(top_n_sparse(sp.csr_matrix((0, 5)), np.array([], dtype=np.int64), 2).item) == 0
 
 
 def _reference_top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -311,16 +311,58 @@ def rank_score_batches(
     return Ranked(*(np.concatenate(column) for column in zip(*parts)))
 
 
+# A sparse matrix of positive scores with at least this share of its entries stored (an
+# item's co-purchases in a catalogue of popular items, a user's neighbours among all users)
+# is ranked as dense rows by :func:`top_n_rows`, whose group bound is several times faster
+# than sorting the stored entries.
+_DENSE_SHARE = 0.05
+_DENSE_CHUNK_ENTRIES = 1 << 22  # rows x columns per dense chunk (32 MB of float64)
+
+
+def _top_n_sparse_as_dense(scores: sp.csr_matrix, users: np.ndarray, n: int) -> Ranked | None:
+    """:func:`top_n_sparse` of a matrix whose stored entries are all positive, through dense
+    chunks of rows: an absent entry is a 0 there, below every stored one, so the positive
+    values of each row's top ``n`` are the same list. None when an entry is stored twice
+    (the dense chunk would sum the two)."""
+    n_rows, n_cols = scores.shape
+    users = np.asarray(users)
+    chunk = max(1, _DENSE_CHUNK_ENTRIES // max(n_cols, 1))
+    buffer = np.empty((min(chunk, n_rows), n_cols), dtype=scores.dtype)  # reused: no page faults per chunk
+    parts = []
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        lo, hi = scores.indptr[start], scores.indptr[stop]
+        rows = sp.csr_matrix((scores.data[lo:hi], scores.indices[lo:hi], scores.indptr[start : stop + 1] - lo),
+                             shape=(stop - start, n_cols))  # fmt: skip
+        dense = buffer[: stop - start]
+        dense.fill(0.0)
+        rows.toarray(out=dense)
+        if np.count_nonzero(dense) != hi - lo:
+            return None
+        items, values = top_n_rows(dense, n)
+        keep = values > 0
+        ranks = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
+        parts.append((np.broadcast_to(users[start:stop, None], items.shape)[keep], ranks[keep],
+                      items[keep].astype(np.int64), values[keep]))  # fmt: skip
+    return Ranked(*(np.concatenate(column) for column in zip(*parts)))
+
+
 def top_n_sparse(scores: sp.csr_matrix, users: np.ndarray, n: int) -> Ranked:
     """Top-N of each row of a sparse score matrix whose row ``i`` belongs to ``users[i]``.
 
     Only stored entries are candidates; ties go to the lower column, as in
     :func:`top_n_rows`. Rows with many entries are pre-filtered exactly: the N-th best
     of an evenly spread sample of the row's entries bounds the row's N-th best, so only
-    entries at or above it are sorted.
+    entries at or above it are sorted. A matrix of positive scores with at least
+    ``_DENSE_SHARE`` of its entries stored goes through :func:`top_n_rows` in dense
+    chunks of rows instead (the same lists).
     """
     scores = sp.csr_matrix(scores)
-    n_rows = scores.shape[0]
+    n_rows, n_cols = scores.shape
+    if n > 0 and scores.nnz and scores.nnz >= _DENSE_SHARE * n_rows * n_cols and scores.data.min() > 0:  # nan: no
+        dense = _top_n_sparse_as_dense(scores, users, n)
+        if dense is not None:
+            return dense
     counts = np.diff(scores.indptr)
     rows = np.repeat(np.arange(n_rows), counts)
     data, cols = scores.data, scores.indices

@@ -159,9 +159,11 @@ def neighbour_average(
     users = np.asarray(users)
     unit = _unit_rows(vectors) if unit is None else unit
     similarity = sp.csr_matrix(unit[users] @ unit.T)
-    coo = similarity.tocoo()
-    keep = (coo.col != users[coo.row]) & (coo.data > 0)  # a user is not their own neighbour
-    similarity = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=similarity.shape)
+    rows = np.repeat(np.arange(len(users)), np.diff(similarity.indptr))
+    # A user is not their own neighbour. Zeroed and pruned in place: rebuilding the
+    # matrix from coordinates would sort every block's millions of entries again.
+    similarity.data[(similarity.indices == users[rows]) | (similarity.data <= 0)] = 0.0
+    similarity.eliminate_zeros()
     best = top_n_sparse(similarity, np.arange(len(users)), n_neighbours)  # ties to the lower user index
     counts = np.bincount(best.user, minlength=len(users)).astype(np.float64)
     weights = sp.csr_matrix((1.0 / counts[best.user], (best.user, best.item)), shape=(len(users), vectors.shape[0]))
